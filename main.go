@@ -1,0 +1,515 @@
+// Command artifact-sync mirrors CircleCI build artifacts to a directory or S3.
+//
+// This file only wires flags, signals and exit codes; the work is done by the
+// packages circleci (the API client), sync (the engine), sink (destinations)
+// and manifest (the resumable record of transfers).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/artifact-sync/artifact-sync/circleci"
+	"github.com/artifact-sync/artifact-sync/manifest"
+	"github.com/artifact-sync/artifact-sync/sink"
+	ccsync "github.com/artifact-sync/artifact-sync/sync"
+)
+
+// Exit codes, as cli.md fixes them.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a mistake in how the tool was called or configured: exit 2.
+type usageError struct{ err error }
+
+func (u *usageError) Error() string { return u.err.Error() }
+func (u *usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
+
+// failedError says some artifacts failed: exit 1, the summary says which.
+type failedError struct{ msg string }
+
+func (f failedError) Error() string { return f.msg }
+
+// app holds what the flags set; one per run.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	token, host    string
+	verbose, quiet bool
+	asJSON         bool
+	log            *slog.Logger
+
+	sel      ccsync.Selection
+	jobs     []string
+	pipeNum  int64
+	to       string
+	layout   string
+	conc     int
+	manifest string
+	dryRun   bool
+	force    bool
+	retries  int
+	idle     time.Duration
+	s3       sink.S3Config
+	download bool
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.commands()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "artifact-sync: "+oneLine(err.Error()))
+	return exitCode(ctx, err)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var fe failedError
+	var ue *usageError
+	var le *sink.LockedError
+	switch {
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.As(err, &fe):
+		return exitFailed
+	case errors.As(err, &ue), errors.As(err, &le),
+		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
+		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound),
+		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
+		errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrDestination):
+		return exitUsage
+	}
+	if ctx.Err() != nil {
+		return exitInterrupted
+	}
+	return exitFailed
+}
+
+func (a *app) commands() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "artifact-sync",
+		Short: "Mirror CircleCI build artifacts to a directory or S3",
+		Long: `artifact-sync lists the artifacts of CircleCI jobs (chosen by job number, pipeline,
+workflow or branch), downloads them concurrently and writes them to a directory
+or to s3://bucket/prefix, recording every transfer in a manifest so that an
+interrupted or repeated run resumes instead of starting over.`,
+		Example: `  artifact-sync list gh/acme/widgets --branch main
+  artifact-sync pull gh/acme/widgets --workflow "$CIRCLE_WORKFLOW_ID" --to s3://backups/widgets
+  artifact-sync verify --to ./artifacts`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: a.setup,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v (see '%s --help')", err, c.CommandPath())
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN)")
+	pf.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
+
+	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd())
+	return root
+}
+
+func (a *app) setup(cmd *cobra.Command, _ []string) error {
+	level := slog.LevelInfo
+	switch {
+	case a.verbose && a.quiet:
+		return usagef("give either --verbose or --quiet, not both")
+	case a.verbose:
+		level = slog.LevelDebug
+	case a.quiet:
+		level = slog.LevelWarn
+	}
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+func (a *app) selectionFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringSliceVar(&a.jobs, "job", nil, "job numbers N[,N...] (repeatable), whatever their status")
+	f.StringVar(&a.sel.PipelineID, "pipeline", "", "every job of every workflow of the pipeline with this ID")
+	f.Int64Var(&a.pipeNum, "pipeline-number", 0, "every job of every workflow of the pipeline with this number")
+	f.StringArrayVar(&a.sel.Workflows, "workflow", nil, "every job of the workflow with this ID (repeatable; in a CircleCI job: \"$CIRCLE_WORKFLOW_ID\")")
+	f.StringVar(&a.sel.Branch, "branch", "", "the newest pipeline on this branch")
+	f.IntVar(&a.sel.Pipelines, "pipelines", 0, "with --branch (or the default branch): the newest K pipelines instead of one (default 1)")
+	f.StringArrayVar(&a.sel.WorkflowNames, "workflow-name", nil, "keep jobs whose workflow name matches this glob (repeatable)")
+	f.StringArrayVar(&a.sel.JobNames, "job-name", nil, "keep jobs whose name matches this glob (repeatable)")
+	f.StringArrayVar(&a.sel.Include, "include", nil, "keep artifact paths matching this glob; ** crosses / (repeatable)")
+	f.StringArrayVar(&a.sel.Exclude, "exclude", nil, "drop artifact paths matching this glob; ** crosses / (repeatable)")
+	f.BoolVar(&a.asJSON, "json", false, "machine-readable output on stdout")
+}
+
+func (a *app) listCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list PROJECT-SLUG [selection] [filters] [--json]",
+		Short: "List the artifacts of the selected jobs",
+		Example: `  artifact-sync list gh/acme/widgets
+  artifact-sync list gh/acme/widgets --branch main --pipelines 3 --job-name 'test*'
+  artifact-sync list gh/acme/widgets --job 1234 --include '**/*.xml' --json`,
+		Args: a.slugArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			slug, client, err := a.client(args[0])
+			if err != nil {
+				return err
+			}
+			api := ccsync.LimitAPI(client, 8)
+			return ccsync.List(cmd.Context(), api, slug, &a.sel, ccsync.ListOptions{JSON: a.asJSON, Out: a.stdout, Log: a.log})
+		},
+	}
+	a.selectionFlags(cmd)
+	return cmd
+}
+
+func (a *app) pullCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pull PROJECT-SLUG [selection] [filters] --to DEST [pull options]",
+		Short: "Download the artifacts of the selected jobs to a directory or S3",
+		Example: `  artifact-sync pull gh/acme/widgets --to ./artifacts
+  artifact-sync pull gh/acme/widgets --workflow "$CIRCLE_WORKFLOW_ID" --to s3://ci-archive/widgets
+  artifact-sync pull gh/acme/widgets --branch main --pipelines 5 --to s3://ci-archive/widgets --layout '{branch}/{pipeline_number}/{job_name}/{node_index}/{path}'`,
+		Args: a.slugArg,
+		RunE: a.pull,
+	}
+	a.selectionFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&a.to, "to", "", "destination: a directory, or s3://bucket/prefix (required)")
+	f.StringVar(&a.layout, "layout", ccsync.DefaultLayout, "where each artifact lands under DEST; placeholders {project} {branch} {pipeline_number} {pipeline_id} {workflow_name} {workflow_id} {job_name} {job_number} {node_index} {path}")
+	f.IntVarP(&a.conc, "concurrency", "j", ccsync.DefaultConcurrency, "transfers at once")
+	f.StringVar(&a.manifest, "manifest", "", "where the resumable manifest lives: a directory or an s3:// URL (default DEST/"+ccsync.ManifestPrefix+")")
+	f.BoolVar(&a.dryRun, "dry-run", false, "print what would be transferred, transfer nothing")
+	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
+	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts per artifact before it counts as failed")
+	f.DurationVar(&a.idle, "idle-timeout", 60*time.Second, "abandon and retry a transfer or API call that receives no bytes for this long")
+	a.s3Flags(cmd)
+	return cmd
+}
+
+func (a *app) s3Flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&a.s3.Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible stores (default: the AWS SDK's resolution, e.g. $AWS_ENDPOINT_URL_S3)")
+	f.StringVar(&a.s3.Region, "s3-region", "", "S3 region (default: the AWS SDK's resolution, e.g. $AWS_REGION or the profile)")
+	f.BoolVar(&a.s3.PathStyle, "s3-path-style", false, "address buckets as <endpoint>/<bucket> instead of <bucket>.<endpoint>")
+}
+
+func (a *app) verifyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify --to DEST [--manifest LOCATION] [--json]",
+		Short: "Check that everything the manifest records is intact at the destination",
+		Example: `  artifact-sync verify --to ./artifacts
+  artifact-sync verify --to s3://ci-archive/widgets --download --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("verify takes no arguments, got %q: give the destination with --to", args[0])
+			}
+			return nil
+		},
+		RunE: a.verify,
+	}
+	f := cmd.Flags()
+	f.StringVar(&a.to, "to", "", "the destination to check: a directory, or s3://bucket/prefix (required)")
+	f.StringVar(&a.manifest, "manifest", "", "where the manifest lives, if not in DEST/"+ccsync.ManifestPrefix)
+	f.BoolVar(&a.download, "download", false, "re-read and hash every object even where its SHA-256 is stored with it (S3)")
+	f.BoolVar(&a.asJSON, "json", false, "one JSON summary object on stdout")
+	a.s3Flags(cmd)
+	return cmd
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and the revision it was built from",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(a.stdout, "artifact-sync", version())
+		},
+	}
+}
+
+// version reads the module version and VCS revision from the build info.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " (" + rev + modified + ")"
+	}
+	return v + " " + bi.GoVersion
+}
+
+func (a *app) slugArg(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 0:
+		return usagef("%s needs a PROJECT-SLUG such as gh/org/repo (see '%s --help')", cmd.Name(), cmd.CommandPath())
+	case 1:
+		return nil
+	}
+	return usagef("%s takes one PROJECT-SLUG, got %d arguments: %q", cmd.Name(), len(args), args)
+}
+
+// client parses the slug and the selection flags and builds the API client.
+func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
+	slug, err := circleci.ParseSlug(rawSlug)
+	if err != nil {
+		return slug, nil, &usageError{err}
+	}
+	for _, s := range a.jobs {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil || n <= 0 {
+			return slug, nil, usagef("--job %q is not a job number: give positive numbers such as --job 123,124", s)
+		}
+		a.sel.Jobs = append(a.sel.Jobs, n)
+	}
+	if a.pipeNum < 0 {
+		return slug, nil, usagef("--pipeline-number %d: give a positive number", a.pipeNum)
+	}
+	a.sel.PipelineNumber = a.pipeNum
+	if err := a.sel.Validate(); err != nil {
+		return slug, nil, &usageError{err}
+	}
+	token := a.token
+	for _, k := range []string{"CIRCLE_TOKEN", "CIRCLECI_TOKEN", "CIRCLECI_CLI_TOKEN"} {
+		if token != "" {
+			break
+		}
+		token = a.getenv(k)
+	}
+	host := a.host
+	for _, k := range []string{"CIRCLECI_HOST", "CIRCLECI_CLI_HOST"} {
+		if host != "" {
+			break
+		}
+		host = a.getenv(k)
+	}
+	if host == "" {
+		host = "https://circleci.com"
+	}
+	c, err := circleci.New(circleci.Config{
+		Host: host, Token: token, UserAgent: "artifact-sync/" + version(),
+		IdleTimeout: a.idle, Logger: a.log, MaxConns: max(a.conc, 8),
+	})
+	if errors.Is(err, circleci.ErrNoToken) {
+		return slug, nil, usagef("no CircleCI token: set CIRCLE_TOKEN or pass --token (create a personal API token at https://app.circleci.com/settings/user/tokens)")
+	}
+	if err != nil {
+		return slug, nil, &usageError{err}
+	}
+	return slug, c, nil
+}
+
+// destination opens --to (and --manifest) as a sink and a manifest store.
+func (a *app) destination(ctx context.Context) (sink.Sink, manifest.Store, error) {
+	if a.to == "" {
+		return nil, nil, usagef("--to is required: a directory, or s3://bucket/prefix")
+	}
+	dest, err := a.openSink(ctx, a.to)
+	if err != nil {
+		return nil, nil, err
+	}
+	var store manifest.Store
+	switch {
+	case a.manifest == "":
+	case strings.HasPrefix(a.manifest, "s3://"):
+		ms, err := a.openSink(ctx, a.manifest)
+		if err != nil {
+			return nil, nil, err
+		}
+		store = &ccsync.SinkStore{Sink: ms}
+	default:
+		if fi, err := os.Stat(a.manifest); err == nil && !fi.IsDir() {
+			return nil, nil, usagef("--manifest %s is a file: give a directory (or an s3:// URL) to keep the manifest in", a.manifest)
+		}
+		store = manifest.DirStore{Dir: a.manifest}
+	}
+	return dest, store, nil
+}
+
+func (a *app) openSink(ctx context.Context, loc string) (sink.Sink, error) {
+	if strings.HasPrefix(loc, "s3://") {
+		cfg := a.s3
+		bucket, prefix, err := sink.ParseS3URL(loc)
+		if err != nil {
+			return nil, &usageError{err}
+		}
+		cfg.Bucket, cfg.Prefix = bucket, prefix
+		s, err := sink.NewS3(ctx, cfg)
+		if err != nil {
+			return nil, &usageError{err}
+		}
+		if err := s.Check(ctx); err != nil {
+			return nil, &usageError{err}
+		}
+		return s, nil
+	}
+	if strings.Contains(loc, "://") {
+		return nil, usagef("--to %s: give a directory or an s3://bucket/prefix URL", loc)
+	}
+	s, err := sink.NewLocal(loc)
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return s, nil
+}
+
+func (a *app) pull(cmd *cobra.Command, args []string) error {
+	ctx := cmd.Context()
+	slug, client, err := a.client(args[0])
+	if err != nil {
+		return err
+	}
+	layout, err := ccsync.ParseLayout(a.layout)
+	if err != nil {
+		return &usageError{err}
+	}
+	if a.conc < 1 {
+		return usagef("--concurrency %d: give 1 or more", a.conc)
+	}
+	if a.retries < 1 {
+		return usagef("--retries %d: give 1 or more", a.retries)
+	}
+	dest, store, err := a.destination(ctx)
+	if err != nil {
+		return err
+	}
+	opts := ccsync.PullOptions{
+		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
+		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout,
+	}
+	if !a.dryRun && !a.quiet {
+		if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			opts.Progress = ccsync.NewBar(a.stderr)
+		} else {
+			opts.Progress = ccsync.NewLogProgress(a.log, 5*time.Second)
+		}
+	}
+	api := ccsync.LimitAPI(client, 8)
+	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
+	if sum != nil && !a.dryRun {
+		a.report(sum)
+	}
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 {
+		return failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
+	}
+	return nil
+}
+
+func runID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+func (a *app) report(sum *ccsync.Summary) {
+	if a.asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(sum)
+		return
+	}
+	if a.quiet && sum.Failed == 0 {
+		return
+	}
+	rate := float64(sum.Bytes) / max(sum.Elapsed.Seconds(), 0.001)
+	fmt.Fprintf(a.stdout, "%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed\n",
+		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
+		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
+	for _, f := range sum.Failures {
+		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, f.Error)
+	}
+	for _, s := range sum.Passed {
+		fmt.Fprintf(a.stdout, "  passed over: job %d %s (%s): %s\n", s.JobNumber, s.JobName, s.WorkflowName, s.Reason)
+	}
+}
+
+func (a *app) verify(cmd *cobra.Command, _ []string) error {
+	ctx := cmd.Context()
+	dest, store, err := a.destination(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := ccsync.Verify(ctx, dest, ccsync.VerifyOptions{Manifest: store, Download: a.download, Log: a.log})
+	if err != nil {
+		return err
+	}
+	if a.asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(res)
+	} else {
+		fmt.Fprintf(a.stdout, "%d artifacts checked: %d intact, %d missing, %d changed, %d unexpected\n",
+			res.Artifacts, res.Skipped, len(res.Missing), len(res.Changed), len(res.Unexpected))
+		for _, f := range res.Failures {
+			fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", f.Error, f.JobNumber, f.NodeIndex, f.Path)
+		}
+		for _, k := range res.Unexpected {
+			fmt.Fprintf(a.stdout, "  unexpected: %s\n", k)
+		}
+	}
+	if n := res.Failed + len(res.Unexpected); n > 0 {
+		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", n, dest)}
+	}
+	return nil
+}

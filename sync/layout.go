@@ -1,0 +1,164 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// DefaultLayout is where each artifact lands under the destination unless
+// --layout says otherwise.
+const DefaultLayout = "{job_number}/{node_index}/{path}"
+
+// placeholders lists every name a layout may use, in the order cli.md gives.
+var placeholders = []string{
+	"project", "branch", "pipeline_number", "pipeline_id", "workflow_name",
+	"workflow_id", "job_name", "job_number", "node_index", "path",
+}
+
+// Layout is a parsed --layout template.
+type Layout struct {
+	text  string
+	parts []layoutPart
+}
+
+type layoutPart struct {
+	literal string
+	name    string // placeholder name; empty for a literal
+}
+
+// ParseLayout parses a layout template such as "{job_number}/{node_index}/{path}".
+// Unknown placeholders and unbalanced braces are errors that list the valid names.
+func ParseLayout(s string) (*Layout, error) {
+	if s == "" {
+		return nil, errors.New("--layout is empty: give a template such as " + DefaultLayout)
+	}
+	l := &Layout{text: s}
+	rest := s
+	for rest != "" {
+		i := strings.IndexAny(rest, "{}")
+		if i < 0 {
+			l.parts = append(l.parts, layoutPart{literal: rest})
+			break
+		}
+		if i > 0 {
+			l.parts = append(l.parts, layoutPart{literal: rest[:i]})
+		}
+		if rest[i] == '}' {
+			return nil, fmt.Errorf("--layout %q: unmatched '}': placeholders are written {name}", s)
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("--layout %q: unclosed '{': placeholders are written {name}", s)
+		}
+		name := rest[i+1 : i+j]
+		if !knownPlaceholder(name) {
+			return nil, fmt.Errorf("--layout %q: unknown placeholder {%s}: use one of {%s}", s, name, strings.Join(placeholders, "} {"))
+		}
+		l.parts = append(l.parts, layoutPart{name: name})
+		rest = rest[i+j+1:]
+	}
+	if !l.Uses("path") {
+		return nil, fmt.Errorf("--layout %q: must contain {path}, or every artifact of a job would land on one key", s)
+	}
+	return l, nil
+}
+
+func knownPlaceholder(name string) bool {
+	for _, p := range placeholders {
+		if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Uses reports whether the layout contains the placeholder name.
+func (l *Layout) Uses(name string) bool {
+	for _, p := range l.parts {
+		if p.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// String returns the template as given.
+func (l *Layout) String() string { return l.text }
+
+// Expand fills in the template for one artifact. The artifact path must have
+// been cleaned by CleanPath already. The result is not yet checked as a key.
+func (l *Layout) Expand(a *Artifact) string {
+	var b strings.Builder
+	for _, p := range l.parts {
+		if p.name == "" {
+			b.WriteString(p.literal)
+			continue
+		}
+		b.WriteString(a.value(p.name))
+	}
+	return b.String()
+}
+
+func (a *Artifact) value(name string) string {
+	switch name {
+	case "project":
+		return a.Project
+	case "branch":
+		if a.Branch == "" {
+			return "_"
+		}
+		return a.Branch
+	case "pipeline_number":
+		return strconv.FormatInt(a.PipelineNumber, 10)
+	case "pipeline_id":
+		return orUnderscore(a.PipelineID)
+	case "workflow_name":
+		return orUnderscore(a.WorkflowName)
+	case "workflow_id":
+		return orUnderscore(a.WorkflowID)
+	case "job_name":
+		return orUnderscore(a.JobName)
+	case "job_number":
+		return strconv.FormatInt(a.JobNumber, 10)
+	case "node_index":
+		return strconv.FormatInt(a.NodeIndex, 10)
+	case "path":
+		return a.CleanPath
+	}
+	return ""
+}
+
+func orUnderscore(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return s
+}
+
+// CleanPath checks an artifact path as the API returned it and returns the
+// cleaned relative path to write it under. A path that is empty, absolute,
+// contains NUL or a backslash, or would leave the destination after cleaning
+// is refused: such an artifact is reported and never written.
+func CleanPath(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("empty artifact path")
+	case strings.ContainsRune(p, 0):
+		return "", errors.New("artifact path contains NUL")
+	case strings.HasPrefix(p, "/"):
+		return "", errors.New("absolute artifact path")
+	case strings.ContainsRune(p, '\\'):
+		return "", errors.New("artifact path contains a backslash")
+	}
+	c := path.Clean(p)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", errors.New("artifact path leaves the destination")
+	}
+	if c == "." {
+		return "", errors.New("artifact path names the destination itself")
+	}
+	return c, nil
+}

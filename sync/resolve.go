@@ -1,0 +1,345 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	stdsync "sync"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/artifact-sync/artifact-sync/circleci"
+)
+
+// API is what the engine needs from the CircleCI client.
+type API interface {
+	Project(ctx context.Context, slug circleci.Slug) (*circleci.Project, error)
+	Pipelines(ctx context.Context, slug circleci.Slug, branch string) iter.Seq2[circleci.Pipeline, error]
+	PipelineByNumber(ctx context.Context, slug circleci.Slug, number int64) (*circleci.Pipeline, error)
+	Pipeline(ctx context.Context, id string) (*circleci.Pipeline, error)
+	Workflows(ctx context.Context, pipelineID string) iter.Seq2[circleci.Workflow, error]
+	Workflow(ctx context.Context, id string) (*circleci.Workflow, error)
+	WorkflowJobs(ctx context.Context, workflowID string) iter.Seq2[circleci.Job, error]
+	JobDetails(ctx context.Context, slug circleci.Slug, number int64) (*circleci.JobDetails, error)
+	Artifacts(ctx context.Context, slug circleci.Slug, jobNumber int64) iter.Seq2[circleci.Artifact, error]
+}
+
+// Selection says which jobs to take artifacts from, following cli.md: at most
+// one of Jobs, PipelineID, PipelineNumber, Workflows and Branch is set; none
+// means the newest pipeline of the project's default branch.
+type Selection struct {
+	Jobs           []int64
+	PipelineID     string
+	PipelineNumber int64 // 0: not given
+	Workflows      []string
+	Branch         string
+	Pipelines      int // with Branch or the default: how many of the newest pipelines; 0 means 1
+
+	WorkflowNames []string // globs on workflow names
+	JobNames      []string // globs on job names
+	Include       []string // globs on artifact paths; ** crosses /
+	Exclude       []string
+}
+
+// Validate checks the globs and the combination of selection flags.
+func (s *Selection) Validate() error {
+	n := 0
+	for _, set := range []bool{len(s.Jobs) > 0, s.PipelineID != "", s.PipelineNumber != 0, len(s.Workflows) > 0, s.Branch != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("give only one of --job, --pipeline, --pipeline-number, --workflow and --branch")
+	}
+	if s.Pipelines < 0 {
+		return errors.New("--pipelines must be 1 or more")
+	}
+	if s.Pipelines > 0 && n > 0 && s.Branch == "" {
+		return errors.New("--pipelines goes with --branch (or with no selection, for the default branch)")
+	}
+	for flag, globs := range map[string][]string{
+		"--workflow-name": s.WorkflowNames, "--job-name": s.JobNames,
+		"--include": s.Include, "--exclude": s.Exclude,
+	} {
+		for _, g := range globs {
+			if !doublestar.ValidatePattern(g) {
+				return fmt.Errorf("%s %q is not a valid glob: check its brackets and braces", flag, g)
+			}
+		}
+	}
+	return nil
+}
+
+// Job is one job selected for mirroring, with the context a layout needs.
+type Job struct {
+	Project        string `json:"project"`
+	Branch         string `json:"branch,omitempty"`
+	PipelineNumber int64  `json:"pipeline_number"`
+	PipelineID     string `json:"pipeline_id,omitempty"`
+	WorkflowName   string `json:"workflow_name"`
+	WorkflowID     string `json:"workflow_id,omitempty"`
+	JobName        string `json:"job_name"`
+	JobNumber      int64  `json:"job_number"`
+}
+
+// Skipped is a job the selection reached but passed over.
+type Skipped struct {
+	Job
+	Status string
+	Reason string
+}
+
+// resolver turns a Selection into jobs. Independent lookups run concurrently;
+// the API (see LimitAPI) bounds how many requests are in flight.
+type resolver struct {
+	api  API
+	slug circleci.Slug
+	sel  *Selection
+	log  *slog.Logger
+
+	mu      stdsync.Mutex
+	skipped []Skipped
+}
+
+// Resolve lists the jobs sel selects in project slug, calling yield for each
+// one as soon as it is known (from several goroutines, one at a time). Jobs
+// still running are passed over and returned in skipped so a later run picks
+// them up; approval jobs, which never have artifacts, are passed over silently.
+func Resolve(ctx context.Context, api API, slug circleci.Slug, sel *Selection, log *slog.Logger, yield func(Job)) (skipped []Skipped, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &resolver{api: api, slug: slug, sel: sel, log: log}
+	var ymu stdsync.Mutex
+	emit := func(j Job) {
+		ymu.Lock()
+		defer ymu.Unlock()
+		yield(j)
+	}
+	err = r.run(ctx, emit)
+	return r.skipped, err
+}
+
+func (r *resolver) run(ctx context.Context, emit func(Job)) error {
+	g, ctx := errgroup.WithContext(ctx)
+	sel := r.sel
+	switch {
+	case len(sel.Jobs) > 0:
+		pipelines := &pipelineCache{api: r.api, m: map[string]*pipelineEntry{}}
+		for _, n := range sel.Jobs {
+			g.Go(func() error { return r.job(ctx, n, pipelines, emit) })
+		}
+	case sel.PipelineID != "":
+		p, err := r.api.Pipeline(ctx, sel.PipelineID)
+		if err != nil {
+			return fmt.Errorf("pipeline %s: %w", sel.PipelineID, err)
+		}
+		if p.ProjectSlug != "" && !sameProject(p.ProjectSlug, r.slug) {
+			return fmt.Errorf("pipeline %s belongs to %s, not %s: check the project slug", sel.PipelineID, p.ProjectSlug, r.slug)
+		}
+		r.pipeline(ctx, g, p, emit)
+	case sel.PipelineNumber != 0:
+		p, err := r.api.PipelineByNumber(ctx, r.slug, sel.PipelineNumber)
+		if err != nil {
+			return fmt.Errorf("pipeline %d of %s: %w", sel.PipelineNumber, r.slug, err)
+		}
+		r.pipeline(ctx, g, p, emit)
+	case len(sel.Workflows) > 0:
+		for _, id := range sel.Workflows {
+			g.Go(func() error {
+				w, err := r.api.Workflow(ctx, id)
+				if err != nil {
+					return fmt.Errorf("workflow %s: %w", id, err)
+				}
+				if w.ProjectSlug != "" && !sameProject(w.ProjectSlug, r.slug) {
+					return fmt.Errorf("workflow %s belongs to %s, not %s: check the project slug", id, w.ProjectSlug, r.slug)
+				}
+				base := Job{Project: r.slug.String(), WorkflowName: w.Name, WorkflowID: w.ID, PipelineID: w.PipelineID}
+				if w.PipelineNumber != nil {
+					base.PipelineNumber = *w.PipelineNumber
+				}
+				if w.PipelineID != "" {
+					p, err := r.api.Pipeline(ctx, w.PipelineID)
+					if err != nil {
+						return fmt.Errorf("pipeline %s of workflow %s: %w", w.PipelineID, id, err)
+					}
+					base.Branch = pipelineBranch(p)
+					base.PipelineNumber = p.Number
+				}
+				return r.workflowJobs(ctx, *w, base, emit)
+			})
+		}
+	default:
+		branch := sel.Branch
+		if branch == "" {
+			p, err := r.api.Project(ctx, r.slug)
+			if err != nil {
+				return fmt.Errorf("project %s: %w", r.slug, err)
+			}
+			branch = p.VCSInfo.DefaultBranch
+			if branch == "" {
+				return fmt.Errorf("project %s reports no default branch: give --branch", r.slug)
+			}
+		}
+		k := max(sel.Pipelines, 1)
+		n := 0
+		for p, err := range r.api.Pipelines(ctx, r.slug, branch) {
+			if err != nil {
+				return fmt.Errorf("pipelines of %s on %s: %w", r.slug, branch, err)
+			}
+			r.pipeline(ctx, g, &p, emit)
+			if n++; n >= k {
+				break
+			}
+		}
+		if n == 0 {
+			r.log.Warn("no pipelines on branch", "project", r.slug.String(), "branch", branch)
+		}
+	}
+	return g.Wait()
+}
+
+// pipeline schedules the lookup of every workflow of p.
+func (r *resolver) pipeline(ctx context.Context, g *errgroup.Group, p *circleci.Pipeline, emit func(Job)) {
+	g.Go(func() error {
+		base := Job{Project: r.slug.String(), Branch: pipelineBranch(p), PipelineNumber: p.Number, PipelineID: p.ID}
+		for w, err := range r.api.Workflows(ctx, p.ID) {
+			if err != nil {
+				return fmt.Errorf("workflows of pipeline %d: %w", p.Number, err)
+			}
+			if !matchAny(r.sel.WorkflowNames, w.Name) {
+				continue
+			}
+			wb := base
+			wb.WorkflowName, wb.WorkflowID = w.Name, w.ID
+			g.Go(func() error { return r.workflowJobs(ctx, w, wb, emit) })
+		}
+		return nil
+	})
+}
+
+func (r *resolver) workflowJobs(ctx context.Context, w circleci.Workflow, base Job, emit func(Job)) error {
+	if !matchAny(r.sel.WorkflowNames, w.Name) {
+		return nil
+	}
+	for j, err := range r.api.WorkflowJobs(ctx, w.ID) {
+		if err != nil {
+			return fmt.Errorf("jobs of workflow %s (%s): %w", w.Name, w.ID, err)
+		}
+		if j.JobNumber == nil || j.Type == "approval" {
+			continue // approval jobs and jobs that never ran have no artifacts
+		}
+		if !matchAny(r.sel.JobNames, j.Name) {
+			continue
+		}
+		job := base
+		job.JobName, job.JobNumber = j.Name, *j.JobNumber
+		if !j.Terminal() {
+			r.skip(Skipped{Job: job, Status: j.Status, Reason: "still " + j.Status + ": run again when it has finished"})
+			continue
+		}
+		emit(job)
+	}
+	return nil
+}
+
+func (r *resolver) job(ctx context.Context, n int64, pipelines *pipelineCache, emit func(Job)) error {
+	d, err := r.api.JobDetails(ctx, r.slug, n)
+	if err != nil {
+		return fmt.Errorf("job %d of %s: %w", n, r.slug, err)
+	}
+	job := Job{
+		Project: r.slug.String(), JobName: d.Name, JobNumber: n,
+		WorkflowName: d.LatestWorkflow.Name, WorkflowID: d.LatestWorkflow.ID, PipelineID: d.Pipeline.ID,
+	}
+	if !matchAny(r.sel.WorkflowNames, job.WorkflowName) || !matchAny(r.sel.JobNames, job.JobName) {
+		return nil
+	}
+	if d.Pipeline.ID != "" {
+		p, err := pipelines.get(ctx, d.Pipeline.ID)
+		if err != nil {
+			return fmt.Errorf("pipeline %s of job %d: %w", d.Pipeline.ID, n, err)
+		}
+		job.Branch, job.PipelineNumber = pipelineBranch(p), p.Number
+	}
+	emit(job)
+	return nil
+}
+
+func (r *resolver) skip(s Skipped) {
+	r.mu.Lock()
+	r.skipped = append(r.skipped, s)
+	r.mu.Unlock()
+	r.log.Warn("job passed over", "project", s.Project, "job", s.JobNumber, "job_name", s.JobName, "status", s.Status)
+}
+
+// pipelineCache fetches each pipeline once however many selected jobs share it.
+type pipelineCache struct {
+	api API
+	mu  stdsync.Mutex
+	m   map[string]*pipelineEntry
+}
+
+type pipelineEntry struct {
+	once stdsync.Once
+	p    *circleci.Pipeline
+	err  error
+}
+
+func (c *pipelineCache) get(ctx context.Context, id string) (*circleci.Pipeline, error) {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	if !ok {
+		e = &pipelineEntry{}
+		c.m[id] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.p, e.err = c.api.Pipeline(ctx, id) })
+	return e.p, e.err
+}
+
+func pipelineBranch(p *circleci.Pipeline) string {
+	if p.VCS == nil {
+		return ""
+	}
+	if p.VCS.Branch != "" {
+		return p.VCS.Branch
+	}
+	return p.VCS.Tag
+}
+
+// sameProject compares slugs treating gh/github and bb/bitbucket as one.
+func sameProject(s string, slug circleci.Slug) bool {
+	o, err := circleci.ParseSlug(s)
+	if err != nil {
+		return false
+	}
+	return canonicalVCS(o.VCS) == canonicalVCS(slug.VCS) && o.Org == slug.Org && o.Repo == slug.Repo
+}
+
+func canonicalVCS(v string) string {
+	switch v {
+	case "github":
+		return "gh"
+	case "bitbucket":
+		return "bb"
+	}
+	return v
+}
+
+// matchAny reports whether name matches one of globs; no globs match everything.
+func matchAny(globs []string, name string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if ok, _ := doublestar.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}

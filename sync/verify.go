@@ -1,0 +1,127 @@
+package sync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"strings"
+
+	"github.com/artifact-sync/artifact-sync/manifest"
+	"github.com/artifact-sync/artifact-sync/sink"
+)
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	Manifest manifest.Store // nil: ManifestPrefix in dest
+	// Download re-reads and hashes every object even where the sink knows its
+	// SHA-256 (S3 metadata); local objects are always re-read.
+	Download bool
+	Log      *slog.Logger
+}
+
+// VerifyResult reports what Verify found.
+type VerifyResult struct {
+	Summary
+	Missing    []string `json:"missing"`
+	Changed    []string `json:"changed"`
+	Unexpected []string `json:"unexpected"`
+}
+
+// Verify checks every manifest entry against dest: present, same size, same
+// SHA-256; and lists objects in dest the manifest does not know. It does not
+// change the manifest.
+func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyResult, error) {
+	res := &VerifyResult{Missing: []string{}, Changed: []string{}, Unexpected: []string{}}
+	res.Destination = dest.String()
+	res.Failures = []Failure{}
+	store := opts.Manifest
+	if store == nil {
+		store = &SinkStore{Sink: dest, Prefix: ManifestPrefix}
+	}
+	names, err := store.List(ctx)
+	if err != nil {
+		return res, fmt.Errorf("reading the manifest at %s: %w", store, err)
+	}
+	if len(names) == 0 {
+		return res, fmt.Errorf("no manifest at %s: pull to this destination first, or point --manifest at it", store)
+	}
+	m, err := manifest.Open(ctx, store, manifest.Options{Destination: dest.String()})
+	if err != nil {
+		return res, err
+	}
+	known := make(map[string]bool, m.Len())
+	for ent := range m.Entries() {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		known[ent.Key] = true
+		res.Artifacts++
+		problem, err := check(ctx, dest, ent, opts.Download)
+		if err != nil {
+			return res, err
+		}
+		if problem == "" {
+			res.Skipped++ // intact
+			res.Bytes += ent.Size
+			continue
+		}
+		res.Failed++
+		res.Failures = append(res.Failures, Failure{JobNumber: ent.JobNumber, NodeIndex: ent.NodeIndex, Path: ent.Path, Error: problem})
+		if problem == "missing" {
+			res.Missing = append(res.Missing, ent.Key)
+		} else {
+			res.Changed = append(res.Changed, ent.Key)
+		}
+	}
+	for info, err := range dest.List(ctx, "") {
+		if err != nil {
+			return res, err
+		}
+		if known[info.Key] || info.Key == StateDir || strings.HasPrefix(info.Key, StateDir+"/") {
+			continue
+		}
+		res.Unexpected = append(res.Unexpected, info.Key)
+	}
+	return res, nil
+}
+
+// check compares one entry with the object at its key; it returns a problem
+// for the report, or an error that stops the verification.
+func check(ctx context.Context, dest sink.Sink, ent manifest.Entry, download bool) (string, error) {
+	info, err := dest.Stat(ctx, ent.Key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "missing", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if info.Size != ent.Size {
+		return fmt.Sprintf("changed: size %d, manifest says %d", info.Size, ent.Size), nil
+	}
+	sum := info.SHA256
+	if sum == "" || download {
+		rc, err := dest.Open(ctx, ent.Key)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "missing", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", ent.Key, err)
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
+	}
+	if ent.SHA256 != "" && !strings.EqualFold(sum, ent.SHA256) {
+		return fmt.Sprintf("changed: SHA-256 %s, manifest says %s", sum, ent.SHA256), nil
+	}
+	return "", nil
+}

@@ -102,11 +102,23 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	var lease sink.Lease
 	if locker, ok := dest.(sink.Locker); ok && !opts.DryRun {
-		l, err := locker.Lock(ctx, StateDir+"/lock", holder(opts.Run), 2*time.Minute)
+		l, err := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
 		if err != nil {
 			return sum, err
 		}
 		lease = l
+		// A lease lost mid-run (another run took an expired S3 lock over)
+		// stops this one before it writes beside the new holder.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-lease.Lost():
+				cancel(fmt.Errorf("lost the lock on %s: %w", dest, lease.Err()))
+			case <-ctx.Done():
+			}
+		}()
 		defer func() {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()

@@ -1,0 +1,53 @@
+// Package circleci is a client for the parts of the CircleCI API v2 that
+// artifact-sync needs: the current user, projects, pipelines, workflows,
+// workflow jobs, job details and job artifacts, plus the download of an
+// artifact URL that the API returned.
+//
+// # Model
+//
+// A [Client] talks to <host>/api/v2, where the host is https://circleci.com
+// or a CircleCI Server installation (which may itself sit under a path
+// prefix). Every call takes a context first and may be used concurrently.
+//
+// Authentication is added by a wrapping [net/http.RoundTripper], never by the
+// callers: the personal API token travels in the Circle-Token header, and
+// only to the API's own scheme+host+port or to the artifact URL given to
+// [Client.Download]. A redirect to any other scheme, host or port loses the
+// token (and any Authorization or Cookie header) for the rest of the chain.
+// The token is refused over plain http to a host that is not loopback, and
+// it never appears in a URL, an error or a log line.
+//
+// List endpoints return [iter.Seq2] iterators that fetch one page at a time
+// following next_page_token, so a caller never holds a whole listing. Each
+// page is decoded as a stream, item by item.
+//
+// Responses are decoded leniently where real CircleCI responses are known to
+// break the published OpenAPI schema: enums are plain strings (new values
+// appear without notice), unknown fields are ignored, and the fields seen to
+// be null or absent in practice are pointers (approval jobs without
+// job_number and with a null started_at, legacy workflows with a null
+// pipeline_number, null durations and revisions).
+//
+// # Errors and retries
+//
+// Every non-2xx answer becomes an [*Error], built in one place. It matches
+// [ErrNotFound], [ErrUnauthorized], [ErrForbidden] and [ErrRateLimited] with
+// [errors.Is]. [IsRetryable] and [RetryAfter] classify any error this package
+// returns (and errors from reading a download body), so the sync engine
+// applies the same rules to artifact transfers.
+//
+// The idempotent API GETs are retried here, with exponential backoff that
+// honours Retry-After: on 429, on 5xx, on connection failures and on idle
+// timeouts. Other 4xx answers are permanent. [Client.Download] never
+// retries: the caller retries the whole transfer.
+//
+// # Timeouts
+//
+// There is no deadline on a whole request: a 3 GB artifact may take an hour.
+// Instead every request has an idle timeout ([Config.IdleTimeout]): waiting
+// for a connection or for response headers, or waiting inside a single Read
+// of the body, longer than that abandons the request with an error that
+// wraps [ErrIdleTimeout] and is retryable. Time the caller spends between
+// Reads does not count, so a slow consumer is not mistaken for a stalled
+// server.
+package circleci

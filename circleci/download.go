@@ -1,0 +1,61 @@
+package circleci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Download starts a GET of an artifact URL the API returned and returns the
+// response with its body unread; the caller must close it.
+//
+// The token is sent to rawURL's origin and dropped for good as soon as a
+// redirect leaves it (artifact hosts redirect to short-lived signed URLs on
+// cloud storage). When offset > 0 it asks for the bytes from offset on with
+// Range, and with If-Range when ifRange (an ETag or date) is not empty; the
+// caller must check for 206 and the Content-Range, since a server may answer
+// 200 with the whole file. The body is not decompressed.
+//
+// A non-2xx answer fails with an [*Error] (the body is closed). Download does
+// not retry; the idle timeout applies to reading the body, and errors from
+// reading it are classified by [IsRetryable].
+func (c *Client) Download(ctx context.Context, rawURL string, offset int64, ifRange string) (*http.Response, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("circleci: negative download offset %d", offset)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, errors.New("circleci: artifact URL is not an absolute http(s) URL")
+	}
+	if err := checkInsecure(u); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(withTokenScope(ctx, u), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, c.scrub(err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	// Exact bytes: a transparently decompressed body would break Range
+	// offsets and Content-Length checks.
+	req.Header.Set("Accept-Encoding", "identity")
+	if offset > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+		if ifRange != "" {
+			req.Header.Set("If-Range", ifRange)
+		}
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.scrub(err)
+	}
+	if err := checkResponse(resp, c.token); err != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
+}

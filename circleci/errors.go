@@ -1,0 +1,304 @@
+package circleci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Sentinel errors matched by [*Error] through errors.Is.
+var (
+	// ErrNotFound matches a 404 answer. CircleCI also answers 404 for a
+	// private project the token cannot read.
+	ErrNotFound = errors.New("circleci: not found")
+	// ErrUnauthorized matches a 401 answer: the token was rejected.
+	ErrUnauthorized = errors.New("circleci: unauthorized")
+	// ErrForbidden matches a 403 answer.
+	ErrForbidden = errors.New("circleci: forbidden")
+	// ErrRateLimited matches a 429 answer.
+	ErrRateLimited = errors.New("circleci: rate limited")
+)
+
+// ErrNoToken is returned by [New] when Config.Token is empty. It is a usage
+// error: the client never sends an empty or placeholder credential.
+var ErrNoToken = errors.New("circleci: no API token: create a personal API token " +
+	"(CircleCI → User Settings → Personal API Tokens) and pass it with --token or $CIRCLE_TOKEN")
+
+// ErrInsecureHost is returned, before any connection is made, when the token
+// would be sent over plain http to a host that is not loopback.
+var ErrInsecureHost = errors.New("circleci: refusing to send the API token over plain http to a non-loopback host; use https")
+
+// ErrIdleTimeout is wrapped by the error of a request that received nothing
+// for Config.IdleTimeout: no connection, no response headers, or no body
+// bytes during a Read. It is retryable.
+var ErrIdleTimeout = errors.New("circleci: idle timeout")
+
+// MaxRetryAfter caps the wait a Retry-After header can impose on a retry.
+const MaxRetryAfter = 60 * time.Second
+
+// maxMessage is how much of a plain-text error body makes it into Message.
+const maxMessage = 200
+
+// Error is the error for every non-2xx answer of the API or of an artifact
+// download. Its text never holds the token, a query string or a signed URL.
+type Error struct {
+	// StatusCode is the HTTP status code.
+	StatusCode int
+	// Message is the server's explanation: the "message" or "error" field of
+	// a JSON body, or the start of a plain-text body. It may be empty.
+	Message string
+	// RetryAfter is the wait the server asked for in Retry-After (seconds or
+	// an HTTP date), as sent; zero if absent. See [RetryAfter] for the
+	// capped value.
+	RetryAfter time.Duration
+	// Method and Path identify the request: the escaped URL path, without
+	// query. For a download that was redirected it is the last hop's path.
+	Method, Path string
+
+	// hint tells the user what the status most likely means and what to do.
+	hint string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("circleci: ")
+	if e.Method != "" || e.Path != "" {
+		b.WriteString(e.Method)
+		b.WriteString(" ")
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	fmt.Fprintf(&b, "%d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Message != "" && !strings.EqualFold(strings.TrimSuffix(e.Message, "."), http.StatusText(e.StatusCode)) {
+		fmt.Fprintf(&b, " (%s)", e.Message)
+	}
+	if e.hint != "" {
+		b.WriteString(": ")
+		b.WriteString(e.hint)
+	}
+	if e.RetryAfter > 0 && e.retryable() {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// Is reports whether e matches one of the sentinel errors of this package.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden
+	case ErrRateLimited:
+		return e.StatusCode == http.StatusTooManyRequests
+	}
+	return false
+}
+
+func (e *Error) retryable() bool {
+	return e.StatusCode == http.StatusTooManyRequests ||
+		e.StatusCode == http.StatusRequestTimeout ||
+		e.StatusCode >= 500 && e.StatusCode <= 599
+}
+
+// checkResponse returns nil for a 2xx response and an *Error otherwise,
+// reading a bounded prefix of the body (the caller closes it). Any
+// occurrence of secret in the message or path is masked.
+func checkResponse(resp *http.Response, secret string) error {
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	e := &Error{StatusCode: resp.StatusCode}
+	if req := resp.Request; req != nil {
+		e.Method = req.Method
+		if req.URL != nil {
+			e.Path = redact(req.URL.EscapedPath(), secret)
+		}
+	}
+	if resp.Body != nil {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+		e.Message = redact(errorMessage(resp.Header.Get("Content-Type"), body), secret)
+	}
+	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		e.hint = "the CircleCI API token was rejected; create a new personal API token " +
+			"(CircleCI → User Settings → Personal API Tokens; project tokens do not work) " +
+			"and pass it with --token or $CIRCLE_TOKEN"
+	case http.StatusForbidden:
+		e.hint = "the token is not allowed to read this; check that its user can see the project"
+	}
+	return e
+}
+
+// errorMessage extracts the explanation from an error body: JSON "message",
+// then JSON "error", then the start of the text. HTML pages (from proxies)
+// are left out.
+func errorMessage(contentType string, body []byte) string {
+	body = []byte(strings.TrimSpace(string(body)))
+	if len(body) == 0 {
+		return ""
+	}
+	var v struct {
+		Message json.RawMessage `json:"message"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &v) == nil {
+		for _, raw := range []json.RawMessage{v.Message, v.Error} {
+			var s string
+			if json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
+				return clean(s)
+			}
+		}
+	}
+	if mt, _, _ := mime.ParseMediaType(contentType); mt == "text/html" {
+		return ""
+	}
+	return clean(string(body))
+}
+
+// clean makes s safe for a one-line message: control characters become
+// spaces, runs of space collapse and the result is cut to maxMessage bytes
+// on a rune boundary.
+func clean(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// parseRetryAfter reads a Retry-After value given in seconds or as an HTTP
+// date; it returns 0 when absent, malformed or in the past.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(24*time.Hour/time.Second) {
+			secs = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// redact masks every occurrence of secret in s.
+func redact(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[REDACTED]")
+}
+
+// IsRetryable reports whether err is worth retrying: a 429, 408 or 5xx
+// answer, a connection that failed or was reset, a body cut short, or an
+// idle timeout. Context cancellation and deadlines are never retryable, nor
+// are other 4xx answers, TLS certificate failures or usage errors.
+func IsRetryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || isContextDeadline(err) {
+		return false
+	}
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr.retryable()
+	}
+	if errors.Is(err, ErrIdleTimeout) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	if errors.Is(err, ErrInsecureHost) || errors.Is(err, ErrNoToken) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsTimeout || dnsErr.IsTemporary
+	}
+	for _, errno := range []error{syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE, syscall.ETIMEDOUT} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return true
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	// HTTP/2 stream resets and GOAWAYs have unexported types.
+	msg := err.Error()
+	if strings.Contains(msg, "http2: server sent GOAWAY") || strings.Contains(msg, "stream error") ||
+		strings.Contains(msg, "connection reset") {
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) && netErr.Timeout()
+}
+
+// isContextDeadline reports whether context.DeadlineExceeded itself is in
+// err's chain. errors.Is is not enough: net and net/http timeouts (a read
+// deadline, a response-header timeout) also claim to be
+// context.DeadlineExceeded, and those are worth retrying.
+func isContextDeadline(err error) bool {
+	for err != nil {
+		if err == context.DeadlineExceeded {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if isContextDeadline(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// RetryAfter returns how long the server asked to wait before retrying err,
+// capped at [MaxRetryAfter]; zero when it did not say.
+func RetryAfter(err error) time.Duration {
+	var apiErr *Error
+	if !errors.As(err, &apiErr) {
+		return 0
+	}
+	return min(apiErr.RetryAfter, MaxRetryAfter)
+}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
@@ -94,6 +95,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err == nil {
 		return exitOK
 	}
+	if msg := err.Error(); strings.HasPrefix(msg, "unknown command ") {
+		// cobra's own message spans lines; say it in one, with its suggestion.
+		first, rest, _ := strings.Cut(msg, "\n")
+		first = strings.TrimSuffix(first, ` for "artifact-sync"`)
+		if s := strings.Fields(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), "Did you mean this?"))); len(s) > 0 {
+			first += fmt.Sprintf("; did you mean %q?", s[0])
+		}
+		err = usagef("%s (see 'artifact-sync --help')", first)
+	}
 	fmt.Fprintln(stderr, "artifact-sync: "+oneLine(err.Error()))
 	return exitCode(ctx, err)
 }
@@ -140,7 +150,13 @@ interrupted or repeated run resumes instead of starting over.`,
 		PersistentPreRunE: a.setup,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usagef("%v (see '%s --help')", err, c.CommandPath())
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+			if s := nearestFlag(c, name); s != "" {
+				msg += fmt.Sprintf("; did you mean --%s?", s)
+			}
+		}
+		return usagef("%s (see '%s --help')", msg, c.CommandPath())
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN)")
@@ -512,4 +528,36 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", n, dest)}
 	}
 	return nil
+}
+
+// nearestFlag suggests the flag of c closest to a mistyped name, if any is
+// within two edits.
+func nearestFlag(c *cobra.Command, name string) string {
+	best, bestD := "", 3
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

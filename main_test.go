@@ -146,3 +146,90 @@ func TestListJSONThroughRun(t *testing.T) {
 		t.Errorf("the running job was not reported on stderr:\n%s", r.stderr)
 	}
 }
+
+func TestListSendsTheTokenOnEveryRequest(t *testing.T) {
+	w, _ := demoWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, PageSize: 2})
+	r := runCLI(t, map[string]string{"CIRCLECI_CLI_TOKEN": testToken}, "list", "gh/acme/widgets", "--host", srv.URL)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	log := srv.RequestLog()
+	if len(log) < 4 {
+		t.Fatalf("only %d requests: the default selection takes project, pipelines, workflows, jobs and artifacts", len(log))
+	}
+	for _, req := range log {
+		if req.Auth != "circle-token" || req.Status == 401 {
+			t.Errorf("%s %s carried credential %q and got %d", req.Method, req.Path, req.Auth, req.Status)
+		}
+		if strings.Contains(req.Query, testToken) || strings.Contains(req.Path, testToken) {
+			t.Errorf("the token is in the URL %s?%s", req.Path, req.Query)
+		}
+	}
+	// The table is aligned: every row has the columns of the header.
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if !strings.HasPrefix(lines[0], "PIPELINE") || len(lines) != 3 {
+		t.Errorf("table:\n%s", r.stdout)
+	}
+	col := strings.Index(lines[0], "PATH")
+	for _, l := range lines[1:] {
+		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("row %q does not line up with the PATH column at %d", l, col)
+		}
+	}
+}
+
+func TestUsageAndAuthErrors(t *testing.T) {
+	w, _ := demoWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	good := map[string]string{"CIRCLE_TOKEN": testToken}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		msg  string
+	}{
+		{"bad slug", good, []string{"list", "acme/widgets", "--host", srv.URL}, 2, "gh/"},
+		{"unknown vcs", good, []string{"list", "gitlab/acme/widgets", "--host", srv.URL}, 2, "circleci/"},
+		{"unknown flag", good, []string{"list", "gh/acme/widgets", "--jobz", "1", "--host", srv.URL}, 2, "--jobz"},
+		{"job not a number", good, []string{"list", "gh/acme/widgets", "--job", "abc", "--host", srv.URL}, 2, "--job"},
+		{"two selections", good, []string{"list", "gh/acme/widgets", "--job", "1", "--branch", "main", "--host", srv.URL}, 2, "only one"},
+		{"no token", map[string]string{}, []string{"list", "gh/acme/widgets", "--host", srv.URL}, 2, "CIRCLE_TOKEN"},
+		{"wrong token", map[string]string{"CIRCLE_TOKEN": "wrong-" + testToken}, []string{"list", "gh/acme/widgets", "--host", srv.URL}, 2, "token"},
+		{"unknown project", good, []string{"list", "gh/acme/nope", "--host", srv.URL}, 2, "not found"},
+		{"unknown job", good, []string{"list", "gh/acme/widgets", "--job", "999", "--host", srv.URL}, 2, "999"},
+		{"mistyped command", good, []string{"lst", "gh/acme/widgets"}, 2, `did you mean "list"`},
+		{"mistyped flag", good, []string{"list", "gh/acme/widgets", "--brnch", "main"}, 2, "did you mean --branch"},
+		{"no slug", good, []string{"list", "--host", srv.URL}, 2, "PROJECT-SLUG"},
+		{"token over http to a remote host", good, []string{"list", "gh/acme/widgets", "--host", "http://example.invalid"}, 2, "http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, tt.env, tt.args...)
+			if r.code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", r.code, tt.code, r.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, "artifact-sync: ") || !strings.Contains(last, tt.msg) {
+				t.Errorf("stderr does not end in one line about %q:\n%s", tt.msg, r.stderr)
+			}
+			if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
+				t.Errorf("stack trace on stderr:\n%s", r.stderr)
+			}
+		})
+	}
+	for _, req := range srv.RequestLog() {
+		if req.Auth == "" {
+			t.Errorf("%s %s was sent without a credential", req.Method, req.Path)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runCLI(t, nil, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "artifact-sync ") {
+		t.Errorf("version: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -261,6 +261,8 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 			switch {
 			case ep.query.Has("page-token"):
 				e.hint = "the page token was rejected (expired or invalid); list again from the first page"
+			case ep.project != "" && strings.HasPrefix(e.Message, "Job not found"):
+				e.hint = "no such job in " + ep.project + " (check the job number), or the token cannot see the project"
 			case ep.project != "":
 				e.hint = "project " + ep.project + " not found or the token cannot see it " +
 					"(CircleCI answers 404 for private projects the token cannot read)"

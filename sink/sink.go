@@ -38,8 +38,13 @@ type PutOptions struct {
 	// Size is the number of bytes the stream must deliver, or -1 if unknown.
 	Size int64
 	// Metadata records the object's source (project, job number, node index,
-	// path) where the sink can keep it, e.g. as S3 object metadata.
+	// path) where the sink can keep it, e.g. as S3 object metadata. Keys
+	// should be lowercase ASCII words (S3 metadata names are case-insensitive).
 	Metadata map[string]string
+	// Validator is an opaque tag of the source version (its ETag, say). A sink
+	// that implements Resumer keeps it with an unfinished write so a later run
+	// resumes only if the source still has the same validator.
+	Validator string
 }
 
 // Info describes a stored object.

@@ -1,0 +1,59 @@
+package sink
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Resumer is implemented by sinks that keep the bytes of a Put that failed
+// or was cancelled, so a later run can continue where it stopped instead of
+// transferring the whole object again.
+//
+// A typical resume:
+//
+//	n, v, err := r.Partial(ctx, key)
+//	if n > 0 && v == sourceETag {
+//		// fetch the source from byte n (HTTP Range) and append it
+//		info, err = r.PutFrom(ctx, key, n, body, opts)
+//	}
+type Resumer interface {
+	// Partial reports how many bytes an earlier unfinished write of key left
+	// behind (0 if none) and the PutOptions.Validator that write was given.
+	Partial(ctx context.Context, key string) (size int64, validator string, err error)
+	// PutFrom completes an unfinished write: it keeps the first off bytes of
+	// the partial object (off must not exceed its size; anything after off is
+	// dropped), appends r and commits the whole object atomically, like Put.
+	// opts.Size, when >= 0, is the size of the whole object, not of r.
+	// Info.SHA256 covers the whole object. If it fails, the bytes written so
+	// far are kept for yet another attempt.
+	PutFrom(ctx context.Context, key string, off int64, r io.Reader, opts PutOptions) (Info, error)
+	// DiscardPartial drops what an unfinished write of key left behind.
+	DiscardPartial(ctx context.Context, key string) error
+}
+
+// DefaultLockName is the lock name artifact-sync uses for a destination.
+const DefaultLockName = "lock"
+
+// Locker is implemented by sinks that can hand out an exclusive, named
+// lease on the destination, so two runs do not write it at once.
+type Locker interface {
+	// Lock takes the lock called name (a single key segment, e.g.
+	// DefaultLockName) for holder, a description of the caller such as
+	// "host ci-7 pid 1234 run 5f3a". If someone else holds it, Lock fails with
+	// a *LockedError naming them. ttl bounds how long a lease outlives a
+	// holder that died without releasing it, where the sink needs that (S3);
+	// the lease renews itself well before ttl until released.
+	Lock(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error)
+}
+
+// Lease is a lock held by this process.
+type Lease interface {
+	// Release gives the lock up. It is safe to call more than once.
+	Release(ctx context.Context) error
+	// Lost is closed if the lease was lost before Release, e.g. because a
+	// renewal found someone else had taken it over; Err then says why.
+	Lost() <-chan struct{}
+	// Err is nil while the lease is held, and the reason it was lost after.
+	Err() error
+}

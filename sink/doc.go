@@ -1,0 +1,51 @@
+// Package sink is the destination side of artifact-sync: a small contract,
+// Sink, for a flat namespace of slash-separated keys holding immutable byte
+// strings, with implementations for a local directory (NewLocal), an S3
+// bucket (NewS3) and memory (NewMemory, for tests of the code that uses a
+// sink). The conformance suite in sink/sinktest checks every implementation
+// against the same contract.
+//
+// # The contract
+//
+// Put is atomic. A reader of a key sees either the previous object or the
+// complete new one, never a prefix, whether the write succeeds, fails, is
+// cancelled or the process dies. The local sink writes a temporary file
+// under DEST/.artifact-sync/tmp (same filesystem), fsyncs it, renames it
+// into place and fsyncs the directory; S3 makes an object visible only when
+// a PutObject or CompleteMultipartUpload succeeds.
+//
+// PutOptions.Size is checked: a stream that ends before Size bytes, or goes
+// on after them, makes Put fail (ErrShortStream, ErrLongStream) and leaves
+// nothing at the key. Size -1 means the length is unknown.
+//
+// Missing objects are reported with errors that satisfy
+// errors.Is(err, fs.ErrNotExist).
+//
+// Keys are checked by ValidKey before any I/O, by every method of every
+// sink: no empty, absolute, NUL or backslash-containing keys, no "." or ".."
+// segments, no empty segments and no trailing slash. Keys stay inside the
+// destination however they are joined to it. A refused key fails with an
+// error matching ErrInvalidKey that is also permanent (IsPermanent).
+//
+// Errors that retrying cannot fix (a full or read-only disk, permission
+// denied, a missing S3 bucket, rejected credentials, an invalid key) satisfy
+// IsPermanent, so the caller's single retry layer can stop at once. Sinks
+// never retry a streaming write themselves: the body cannot be rewound, so
+// the caller retries the whole transfer.
+//
+// DEST/.artifact-sync/ (or <prefix>/.artifact-sync/ on S3) is reserved for
+// the tool's own state: temporary and partial files, the lock, the
+// manifest. List leaves it out unless the prefix asked for it.
+//
+// # Optional abilities
+//
+// Abilities only some sinks have are small interfaces discovered by a type
+// assertion, as rclone does:
+//
+//   - Resumer: a Put that failed keeps the bytes it received, so a later
+//     run continues from there with PutFrom instead of starting over (Local,
+//     Memory).
+//   - Locker: a named, exclusive lease so two runs do not write the same
+//     destination at once (Local with flock(2), S3 with a conditional-write
+//     lease object, Memory).
+package sink

@@ -1,0 +1,510 @@
+package sink
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Local is a Sink that writes below a directory on the local filesystem.
+//
+// Put streams into a temporary file in DIR/.artifact-sync/tmp (the same
+// filesystem as the destination), hashing as it goes, then fsyncs it,
+// renames it into place and fsyncs the directory, so a crash leaves either
+// the old object or the new one. Directories are created with mode 0o755
+// and files with 0o644, both less the process umask.
+//
+// A write that fails or is cancelled keeps the bytes it received in
+// DIR/.artifact-sync/partial/<sha256 of the key> (with the source's
+// validator beside it) for Resumer.PutFrom; a stream longer than declared
+// keeps nothing. Lock uses flock(2) on DIR/.artifact-sync/<name>, which the
+// kernel releases when the process dies.
+//
+// Full disks, read-only filesystems, quota and permission errors are
+// permanent (IsPermanent) and name the path.
+type Local struct {
+	root string
+}
+
+var (
+	_ Sink    = (*Local)(nil)
+	_ Resumer = (*Local)(nil)
+	_ Locker  = (*Local)(nil)
+)
+
+// NewLocal returns a sink writing below dir, creating dir if it does not
+// exist. dir must be (or become) a directory.
+func NewLocal(dir string) (*Local, error) {
+	if dir == "" {
+		return nil, &PermanentError{Err: errors.New("local destination: empty path")}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("local destination %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, localErr(fmt.Errorf("create destination directory: %w", err))
+		}
+		fi, err = os.Stat(abs)
+	}
+	if err != nil {
+		return nil, localErr(fmt.Errorf("local destination: %w", err))
+	}
+	if !fi.IsDir() {
+		return nil, &PermanentError{Err: fmt.Errorf("local destination %s is not a directory; pass a directory (or a path that does not exist yet) to --to", abs)}
+	}
+	return &Local{root: abs}, nil
+}
+
+func (l *Local) String() string { return l.root }
+
+// path maps a valid key to its file.
+func (l *Local) path(key string) string { return filepath.Join(l.root, filepath.FromSlash(key)) }
+
+func (l *Local) stateDir(sub string) string { return filepath.Join(l.root, stateDir, sub) }
+
+// isInternal reports keys the local sink keeps for itself.
+func isInternal(key string) bool {
+	return strings.HasPrefix(key, stateDir+"/tmp/") || strings.HasPrefix(key, stateDir+"/partial/")
+}
+
+func (l *Local) checkKey(key string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	if isInternal(key) {
+		return &PermanentError{Err: fmt.Errorf("%w %q: reserved for the tool's own state", ErrInvalidKey, key)}
+	}
+	return nil
+}
+
+// localErr marks errors that retrying cannot fix as permanent.
+func localErr(err error) error {
+	if err != nil && permanentOSError(err) && !IsPermanent(err) {
+		return &PermanentError{Err: err}
+	}
+	return err
+}
+
+// newTemp creates an empty file in the tmp directory. O_EXCL with mode 0o644
+// lets the kernel apply the umask, unlike os.CreateTemp's 0o600.
+func (l *Local) newTemp() (*os.File, error) {
+	dir := l.stateDir("tmp")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, localErr(err)
+	}
+	for range 10 {
+		name := filepath.Join(dir, rand.Text())
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, localErr(err)
+	}
+	return nil, fmt.Errorf("create temporary file in %s: too many collisions", dir)
+}
+
+// Put implements Sink.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Info, error) {
+	if err := l.checkKey(key); err != nil {
+		return Info{}, err
+	}
+	f, err := l.newTemp()
+	if err != nil {
+		return Info{}, fmt.Errorf("put %s: %w", l.path(key), err)
+	}
+	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, 0, nil), opts)
+}
+
+// write streams cr to the end of the temporary file f and commits it at key;
+// on failure it keeps what was written as key's partial.
+func (l *Local) write(ctx context.Context, key string, f *os.File, cr *checkedReader, opts PutOptions) (Info, error) {
+	dst := l.path(key)
+	info, err := l.commit(ctx, key, f, cr)
+	if err == nil {
+		l.removePartial(key)
+		return info, nil
+	}
+	if errors.Is(err, ErrLongStream) || cr.n == 0 {
+		f.Close()
+		os.Remove(f.Name())
+	} else {
+		l.keepPartial(key, f, opts.Validator)
+	}
+	return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
+}
+
+func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedReader) (Info, error) {
+	buf := make([]byte, 256<<10)
+	if _, err := io.CopyBuffer(onlyWriter{f}, cr, buf); err != nil {
+		return Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return Info{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return Info{}, err
+	}
+	dst := l.path(key)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return Info{}, err
+	}
+	f.Close()
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return Info{}, err
+	}
+	return Info{Key: key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
+}
+
+// onlyWriter hides *os.File's ReadFrom so io.CopyBuffer uses our buffer and
+// the checked reader sees every read.
+type onlyWriter struct{ w io.Writer }
+
+func (w onlyWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
+
+type partialMeta struct {
+	Key       string `json:"key"`
+	Validator string `json:"validator"`
+}
+
+func (l *Local) partialPath(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(l.stateDir("partial"), hex.EncodeToString(sum[:]))
+}
+
+// keepPartial moves the temporary file f to key's partial slot, recording
+// the validator first. It is best effort: if it fails, the bytes are dropped.
+func (l *Local) keepPartial(key string, f *os.File, validator string) {
+	defer f.Close()
+	p := l.partialPath(key)
+	meta, _ := json.Marshal(partialMeta{Key: key, Validator: validator})
+	err := f.Sync()
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	if err == nil {
+		err = writeFileAtomic(l, p+".json", meta)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+func writeFileAtomic(l *Local, path string, data []byte) error {
+	f, err := l.newTemp()
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+func (l *Local) removePartial(key string) {
+	p := l.partialPath(key)
+	os.Remove(p)
+	os.Remove(p + ".json")
+}
+
+// Partial implements Resumer.
+func (l *Local) Partial(ctx context.Context, key string) (int64, string, error) {
+	if err := l.checkKey(key); err != nil {
+		return 0, "", err
+	}
+	p := l.partialPath(key)
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", localErr(err)
+	}
+	var meta partialMeta
+	if b, err := os.ReadFile(p + ".json"); err == nil {
+		_ = json.Unmarshal(b, &meta)
+	}
+	if meta.Key != key {
+		meta.Validator = ""
+	}
+	return fi.Size(), meta.Validator, nil
+}
+
+// PutFrom implements Resumer.
+func (l *Local) PutFrom(ctx context.Context, key string, off int64, r io.Reader, opts PutOptions) (Info, error) {
+	if err := l.checkKey(key); err != nil {
+		return Info{}, err
+	}
+	dst := l.path(key)
+	if off == 0 {
+		l.removePartial(key)
+		return l.Put(ctx, key, r, opts)
+	}
+	f, err := l.claimPartial(key)
+	if err != nil {
+		return Info{}, fmt.Errorf("resume %s: %w", dst, err)
+	}
+	h := sha256.New()
+	fi, err := f.Stat()
+	if err == nil && fi.Size() < off {
+		err = fmt.Errorf("only %d bytes kept, cannot resume at byte %d", fi.Size(), off)
+	}
+	if err == nil {
+		err = f.Truncate(off)
+	}
+	if err == nil {
+		_, err = io.Copy(h, io.NewSectionReader(f, 0, off))
+	}
+	if err == nil {
+		_, err = f.Seek(off, io.SeekStart)
+	}
+	if err != nil {
+		l.keepPartial(key, f, opts.Validator)
+		return Info{}, localErr(fmt.Errorf("resume %s: %w", dst, err))
+	}
+	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, off, h), opts)
+}
+
+// claimPartial moves key's partial into the tmp directory and opens it, so
+// two writers never append to the same file.
+func (l *Local) claimPartial(key string) (*os.File, error) {
+	dir := l.stateDir("tmp")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, localErr(err)
+	}
+	tmp := filepath.Join(dir, rand.Text())
+	if err := os.Rename(l.partialPath(key), tmp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("no partial write to resume")
+		}
+		return nil, localErr(err)
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		os.Remove(tmp)
+		return nil, localErr(err)
+	}
+	return f, nil
+}
+
+// DiscardPartial implements Resumer.
+func (l *Local) DiscardPartial(ctx context.Context, key string) error {
+	if err := l.checkKey(key); err != nil {
+		return err
+	}
+	p := l.partialPath(key)
+	for _, name := range []string{p, p + ".json"} {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return localErr(err)
+		}
+	}
+	return nil
+}
+
+// notExist turns "a parent is a file" and "is a directory" into not-exist.
+func notExist(op, key string, err error) error {
+	if errors.Is(err, syscall.ENOTDIR) {
+		return &fs.PathError{Op: op, Path: key, Err: fs.ErrNotExist}
+	}
+	return localErr(err)
+}
+
+// Stat implements Sink. It reads only the file's metadata, so SHA256 is
+// empty.
+func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
+	if err := l.checkKey(key); err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(l.path(key))
+	if err != nil {
+		return Info{}, notExist("stat", l.path(key), err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Info{}, &fs.PathError{Op: "stat", Path: l.path(key), Err: fs.ErrNotExist}
+	}
+	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Open implements Sink.
+func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := l.checkKey(key); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.path(key))
+	if err != nil {
+		return nil, notExist("open", l.path(key), err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: l.path(key), Err: fs.ErrNotExist}
+	}
+	return f, nil
+}
+
+// Delete implements Sink. It also removes directories the deletion left
+// empty, up to (not including) the destination itself.
+func (l *Local) Delete(ctx context.Context, key string) error {
+	if err := l.checkKey(key); err != nil {
+		return err
+	}
+	p := l.path(key)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return localErr(err)
+	}
+	if fi.IsDir() {
+		return nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return localErr(err)
+	}
+	state := filepath.Join(l.root, stateDir)
+	for dir := filepath.Dir(p); dir != l.root && dir != state && strings.HasPrefix(dir, l.root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// List implements Sink. It walks only the directory the prefix names and
+// yields regular files; the tool's state directory is left out unless the
+// prefix lies in it.
+func (l *Local) List(ctx context.Context, prefix string) iter.Seq2[Info, error] {
+	return func(yield func(Info, error) bool) {
+		start := l.root
+		if i := strings.LastIndexByte(prefix, '/'); i > 0 && ValidKey(prefix[:i]) == nil {
+			start = l.path(prefix[:i])
+		}
+		inState := isReserved(prefix)
+		err := filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
+			if err != nil {
+				if path == start && errors.Is(err, fs.ErrNotExist) {
+					return filepath.SkipAll
+				}
+				if !yield(Info{}, err) {
+					return filepath.SkipAll
+				}
+				return nil
+			}
+			rel, rerr := filepath.Rel(l.root, path)
+			if rerr != nil || rel == "." {
+				return nil
+			}
+			key := filepath.ToSlash(rel)
+			if d.IsDir() {
+				if (key == stateDir && !inState) || isInternal(key+"/") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) || ValidKey(key) != nil {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				if !yield(Info{}, err) {
+					return filepath.SkipAll
+				}
+				return nil
+			}
+			if !yield(Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil) {
+				return filepath.SkipAll
+			}
+			return nil
+		})
+		if err != nil {
+			yield(Info{}, localErr(err))
+		}
+	}
+}
+
+// Lock implements Locker with flock(2) on DIR/.artifact-sync/<name>. The
+// holder and time are written into the file for the message others get. ttl
+// is ignored: the kernel drops the lock when the process dies.
+func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error) {
+	if err := validLockName(name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(l.root, stateDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, localErr(fmt.Errorf("lock: %w", err))
+	}
+	return lockFile(filepath.Join(dir, name), name, holder)
+}
+
+// lockRecord is what a lock file or lease object says about its holder.
+type lockRecord struct {
+	Holder  string    `json:"holder"`
+	Since   time.Time `json:"since"`
+	Expires time.Time `json:"expires,omitzero"` // S3 leases only
+	Token   string    `json:"token,omitempty"`  // S3 leases only: tells our own writes apart
+}
+
+// localLease is a held flock.
+type localLease struct {
+	f    *os.File
+	lost chan struct{}
+}
+
+func (l *localLease) Lost() <-chan struct{} { return l.lost }
+func (l *localLease) Err() error            { return nil }
+
+func (l *localLease) Release(ctx context.Context) error {
+	if l.f == nil {
+		return nil
+	}
+	f := l.f
+	l.f = nil
+	f.Truncate(0)
+	return f.Close() // closing the last descriptor drops the flock
+}

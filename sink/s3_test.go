@@ -1,0 +1,246 @@
+package sink_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/artifact-sync/artifact-sync/sink"
+	"github.com/artifact-sync/artifact-sync/sink/sinktest"
+)
+
+func TestParseS3URL(t *testing.T) {
+	for _, c := range []struct{ in, bucket, prefix string }{
+		{"s3://b", "b", ""},
+		{"s3://b/", "b", ""},
+		{"s3://b/p", "b", "p"},
+		{"s3://b/p/q/", "b", "p/q"},
+	} {
+		b, p, err := sink.ParseS3URL(c.in)
+		if err != nil || b != c.bucket || p != c.prefix {
+			t.Errorf("ParseS3URL(%q) = %q, %q, %v; want %q, %q", c.in, b, p, err, c.bucket, c.prefix)
+		}
+	}
+	for _, in := range []string{"s3://", "s3:///p", "/tmp/x", "s3://b/a/../x", "s3://b/a//x"} {
+		if _, _, err := sink.ParseS3URL(in); err == nil {
+			t.Errorf("ParseS3URL(%q) succeeded", in)
+		}
+	}
+}
+
+// TestS3Metadata checks what a user of the bucket sees: the SHA-256 in
+// x-amz-meta-sha256 (also for multipart objects), the artifact's source,
+// the Content-Type, and a checksum the server verified.
+func TestS3Metadata(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	s := env.NewS3(t, "meta")
+	ctx := t.Context()
+	meta := map[string]string{"project": "gh/o/r", "job-number": "42", "path": "dist/ünï.tgz"}
+	for _, c := range []struct {
+		key       string
+		n         int
+		known     bool
+		wantType  string
+		multipart bool
+	}{
+		{"small.json", 1000, true, "application/json", false},
+		{"unknown.tar.gz", 6 << 20, false, "application/gzip", true},
+		{"big.bin", sinktest.BigSize, true, "application/octet-stream", true},
+	} {
+		data := sinktest.Data(3, c.n)
+		size := int64(-1)
+		if c.known {
+			size = int64(c.n)
+		}
+		sum := sha256.Sum256(data)
+		want := hex.EncodeToString(sum[:])
+		if _, err := s.Put(ctx, c.key, bytes.NewReader(data), sink.PutOptions{Size: size, Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Stat(ctx, c.key)
+		if err != nil || info.SHA256 != want || info.Size != int64(c.n) {
+			t.Errorf("Stat(%q) = %+v, %v; want sha256 %s", c.key, info, err, want)
+		}
+		head, err := env.Client().HeadObject(ctx, &s3.HeadObjectInput{
+			Bucket: aws.String(env.Bucket), Key: aws.String("meta/" + c.key), ChecksumMode: types.ChecksumModeEnabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := aws.ToString(head.ContentType); !strings.HasPrefix(got, c.wantType) {
+			t.Errorf("%s: Content-Type %q, want %q", c.key, got, c.wantType)
+		}
+		if head.Metadata["project"] != "gh/o/r" || head.Metadata["job-number"] != "42" || head.Metadata["path"] == "" {
+			t.Errorf("%s: metadata %v lacks the source", c.key, head.Metadata)
+		}
+		if !c.multipart && aws.ToString(head.ChecksumSHA256) != base64.StdEncoding.EncodeToString(sum[:]) {
+			t.Errorf("%s: server recorded SHA256 checksum %q", c.key, aws.ToString(head.ChecksumSHA256))
+		}
+		if c.multipart && !strings.HasSuffix(aws.ToString(head.ETag), `-2"`) && !strings.HasSuffix(aws.ToString(head.ETag), `-3"`) {
+			t.Logf("%s: ETag %s (multipart expected)", c.key, aws.ToString(head.ETag))
+		}
+	}
+}
+
+// TestS3KilledWriter stops uploads midway (cancelled, failing source) and
+// checks the bucket: nothing at the key, no multipart upload left open.
+func TestS3KilledWriter(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	s := env.NewS3(t, "")
+	data := sinktest.Data(4, 23<<20)
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &cancelAfter{r: bytes.NewReader(data), after: 17 << 20, cancel: cancel}
+	if _, err := s.Put(ctx, "k/cancelled", r, sink.PutOptions{Size: -1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Put: %v", err)
+	}
+	failing := io.MultiReader(bytes.NewReader(data[:13<<20]), &errAfter{err: io.ErrUnexpectedEOF})
+	if _, err := s.Put(t.Context(), "k/failed", failing, sink.PutOptions{Size: int64(len(data))}); err == nil {
+		t.Errorf("failing Put succeeded")
+	}
+	if keys := sinktest.Keys(t, s, ""); len(keys) != 0 {
+		t.Errorf("bucket holds %q after killed writes", keys)
+	}
+	if ups := env.OpenUploads(t); len(ups) != 0 {
+		t.Errorf("multipart uploads left open: %q", ups)
+	}
+}
+
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	after  int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.n >= c.after {
+		c.cancel()
+	}
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+type errAfter struct{ err error }
+
+func (e *errAfter) Read([]byte) (int, error) { return 0, e.err }
+
+// TestS3Errors checks that the three ways a destination is unusable come
+// out as one line naming the bucket and endpoint and saying what to do.
+func TestS3Errors(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+
+	cases := []struct {
+		name string
+		cfg  func(*sink.S3Config)
+		want string
+	}{
+		{"missing bucket", func(c *sink.S3Config) { c.Bucket = env.Bucket + "-missing" }, "does not exist"},
+		{"bad secret", func(c *sink.S3Config) { c.SecretAccessKey = "wrong" }, "credentials"},
+		{"bad key id", func(c *sink.S3Config) { c.AccessKeyID = "nobody" }, "credentials"},
+		{"unreachable", func(c *sink.S3Config) { c.Endpoint = closed }, "cannot reach"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := env.Config("p")
+			c.cfg(&cfg)
+			s, err := sink.NewS3(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			endpoint := cfg.Endpoint
+			errs := map[string]error{"Check": s.Check(t.Context())}
+			_, errs["Put"] = s.Put(t.Context(), "x", strings.NewReader("x"), sink.PutOptions{Size: 1})
+			_, errs["Stat"] = s.Stat(t.Context(), "x")
+			for op, err := range errs {
+				if op == "Stat" && (c.name == "missing bucket" || c.name == "bad key id") {
+					// A HEAD of a key answers 404 without a reason; only
+					// Check (which the CLI runs first) can tell why.
+					continue
+				}
+				msg := ""
+				if err != nil {
+					msg = err.Error()
+				}
+				if err == nil || !strings.Contains(msg, c.want) || !strings.Contains(msg, cfg.Bucket) ||
+					!strings.Contains(msg, endpoint) || strings.Contains(msg, "\n") || strings.Contains(msg, "RequestID") {
+					t.Errorf("%s: %q; want one line with %q, the bucket %q and the endpoint %q", op, msg, c.want, cfg.Bucket, endpoint)
+				}
+				if c.name != "unreachable" && !sink.IsPermanent(err) {
+					t.Errorf("%s: %v is not permanent", op, err)
+				}
+			}
+			t.Logf("Check: %v", errs["Check"])
+		})
+	}
+	if err := env.NewS3(t, "p").Check(t.Context()); err != nil {
+		t.Errorf("Check of a good bucket: %v", err)
+	}
+}
+
+// TestS3LockTakeover checks the lease's life on the real server: an
+// expired lease is taken over, and a holder whose lease was taken learns
+// of it through Lost.
+func TestS3LockTakeover(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	s := env.NewS3(t, "dest")
+	ctx := t.Context()
+	lockKey := aws.String("dest/.artifact-sync/lock")
+	// A holder that died: its lease expired a second ago.
+	body, _ := json.Marshal(map[string]any{"holder": "host dead pid 9 run x", "since": time.Now().Add(-time.Hour), "expires": time.Now().Add(-time.Second)})
+	if _, err := env.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(env.Bucket), Key: lockKey, Body: bytes.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := s.Lock(ctx, sink.DefaultLockName, "host live pid 1 run y", 2*time.Second)
+	if err != nil {
+		t.Fatalf("taking over an expired lease: %v", err)
+	}
+	// Still held after its ttl: renewals work.
+	time.Sleep(3 * time.Second)
+	if _, err := s.Lock(ctx, sink.DefaultLockName, "other", time.Minute); !strings.Contains(err.Error(), "host live pid 1 run y") {
+		t.Fatalf("Lock while renewed: %v", err)
+	}
+	select {
+	case <-lease.Lost():
+		t.Fatalf("lease lost: %v", lease.Err())
+	default:
+	}
+	// Someone overwrites it: the holder finds out at its next renewal.
+	if _, err := env.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(env.Bucket), Key: lockKey, Body: strings.NewReader(`{"holder":"thief"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lease.Lost():
+		if lease.Err() == nil {
+			t.Error("Lost closed but Err is nil")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("lease not reported lost after being overwritten")
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Release of a lost lease must not delete the new holder's object.
+	if _, err := env.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(env.Bucket), Key: lockKey}); err != nil {
+		t.Errorf("lost lease's Release removed someone else's lock: %v", err)
+	}
+}

@@ -1,0 +1,67 @@
+package sync_test
+
+import (
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/sink/sinktest"
+	ccsync "github.com/artifact-sync/artifact-sync/sync"
+)
+
+func TestPullToS3ThenRerunAndVerify(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	f := newFixture(t, circlecitest.Options{Redirect: true})
+	dest := env.NewS3(t, "mirror/widgets")
+
+	sum, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, pullOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Transferred != len(f.arts) || sum.Failed != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	for _, a := range f.arts {
+		rc, err := dest.Open(t.Context(), defaultKey(a))
+		if err != nil {
+			t.Errorf("%s: %v", defaultKey(a), err)
+			continue
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, content(t, a)) {
+			t.Errorf("%s differs in S3", defaultKey(a))
+		}
+		info, err := dest.Stat(t.Context(), defaultKey(a))
+		if err != nil || info.SHA256 != a.SHA256() {
+			t.Errorf("%s: stored SHA-256 %q, want %q (%v)", defaultKey(a), info.SHA256, a.SHA256(), err)
+		}
+	}
+	if leaks := f.srv.LeakedCredentials(); len(leaks) > 0 {
+		t.Errorf("credentials leaked to storage: %+v", leaks)
+	}
+
+	// The manifest lives in the bucket: a fresh sink (a new runner) resumes.
+	fresh := env.NewS3(t, "mirror/widgets")
+	before := f.srv.DownloadTotals().Started
+	sum, err = f.pull(t, t.Context(), fresh, ccsync.Selection{PipelineNumber: 1}, pullOpts())
+	if err != nil || sum.Transferred != 0 || sum.Skipped != len(f.arts) {
+		t.Fatalf("rerun: %+v, %v", sum, err)
+	}
+	if f.srv.DownloadTotals().Started != before {
+		t.Error("the rerun downloaded again")
+	}
+
+	res, err := ccsync.Verify(t.Context(), fresh, ccsync.VerifyOptions{Download: true})
+	if err != nil || res.Failed != 0 || len(res.Unexpected) != 0 || res.Artifacts != len(f.arts) {
+		t.Fatalf("verify: %+v, %v", res, err)
+	}
+	if err := fresh.Delete(t.Context(), defaultKey(f.arts[0])); err != nil {
+		t.Fatal(err)
+	}
+	res, err = ccsync.Verify(t.Context(), fresh, ccsync.VerifyOptions{})
+	if err != nil || len(res.Missing) != 1 {
+		t.Fatalf("verify after a delete: %+v, %v", res, err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -159,7 +160,7 @@ interrupted or repeated run resumes instead of starting over.`,
 		return usagef("%s (see '%s --help')", msg, c.CommandPath())
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN)")
+	pf.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
 	pf.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
@@ -356,6 +357,19 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 			break
 		}
 		host = a.getenv(k)
+	}
+	if token == "" || host == "" {
+		// Like the CircleCI CLI: its config file fills what flags and
+		// environment leave unset.
+		path, cfgToken, cfgHost := a.cliConfig()
+		if token == "" && cfgToken != "" {
+			token = cfgToken
+			a.log.Debug("using the token from the CircleCI CLI's config", "file", path)
+		}
+		if host == "" && cfgHost != "" {
+			host = cfgHost
+			a.log.Debug("using the host from the CircleCI CLI's config", "file", path, "host", host)
+		}
 	}
 	if host == "" {
 		host = "https://circleci.com"
@@ -560,4 +574,42 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// cliConfig reads token and host from the CircleCI CLI's config file
+// (~/.circleci/cli.yml), a flat YAML map; it returns empty strings when the
+// file is missing or has no token.
+func (a *app) cliConfig() (path, token, host string) {
+	home := a.getenv("HOME")
+	if home == "" {
+		return "", "", ""
+	}
+	path = filepath.Join(home, ".circleci", "cli.yml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return path, "", ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+			continue // nested keys belong to other settings
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if i := strings.Index(v, " #"); i >= 0 {
+			v = strings.TrimSpace(v[:i])
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		switch strings.TrimSpace(k) {
+		case "token":
+			token = v
+		case "host":
+			host = v
+		}
+	}
+	return path, token, host
 }

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -231,5 +233,28 @@ func TestVersion(t *testing.T) {
 	r := runCLI(t, nil, "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "artifact-sync ") {
 		t.Errorf("version: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestTokenFromCircleCICLIConfig(t *testing.T) {
+	w, _ := demoWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".circleci"), 0o755)
+	cfg := "host: " + srv.URL + "\ntoken: \"" + testToken + "\"\nrest_endpoint: api/v2\ntls_cert: \"\"\n"
+	if err := os.WriteFile(filepath.Join(home, ".circleci", "cli.yml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, map[string]string{"HOME": home}, "list", "gh/acme/widgets", "-v")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "cli.yml") {
+		t.Errorf("-v does not say the token came from cli.yml:\n%s", r.stderr)
+	}
+	// The environment wins over the file.
+	r = runCLI(t, map[string]string{"HOME": home, "CIRCLE_TOKEN": "wrong"}, "list", "gh/acme/widgets")
+	if r.code != 2 {
+		t.Errorf("a wrong $CIRCLE_TOKEN did not take precedence over cli.yml: exit %d", r.code)
 	}
 }

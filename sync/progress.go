@@ -26,54 +26,61 @@ func (nopProgress) AddBytes(int64) {}
 func (nopProgress) FileDone()      {}
 func (nopProgress) Finish()        {}
 
-// NewBar draws a progress bar on w, a terminal: bytes with rate, and files
-// done out of the total in its description.
+// NewBar draws a progress bar on w, a terminal: files done out of the total
+// with an ETA, and the bytes received with their rate. It redraws in place
+// and clears itself at the end, leaving the screen to the summary.
 func NewBar(w io.Writer) Progress {
 	return &barProgress{w: w}
 }
 
 type barProgress struct {
-	w     io.Writer
-	mu    stdsync.Mutex
-	bar   *progressbar.ProgressBar
-	files int
-	done  int
+	w        io.Writer
+	mu       stdsync.Mutex
+	bar      *progressbar.ProgressBar
+	bytes    int64
+	start    time.Time
+	lastDesc time.Time
 }
 
 func (p *barProgress) Start(files int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.files = files
-	p.bar = progressbar.NewOptions64(-1,
+	p.start = time.Now()
+	p.bar = progressbar.NewOptions(files,
 		progressbar.OptionSetWriter(p.w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowElapsedTimeOnFinish(),
 		progressbar.OptionSetDescription(p.desc()),
-		progressbar.OptionSpinnerType(14),
-		progressbar.OptionFullWidth(),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		progressbar.OptionSetItsString("files"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(25),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionUseANSICodes(true),
+		progressbar.OptionSetTheme(progressbar.Theme{Saucer: "=", SaucerHead: ">", SaucerPadding: " ", BarStart: "[", BarEnd: "]"}),
 	)
 }
 
-func (p *barProgress) desc() string { return fmt.Sprintf("files %d/%d", p.done, p.files) }
+func (p *barProgress) desc() string {
+	rate := float64(p.bytes) / max(time.Since(p.start).Seconds(), 0.001)
+	return fmt.Sprintf("%9s %10s/s", HumanBytes(p.bytes), HumanBytes(int64(rate)))
+}
 
 func (p *barProgress) AddBytes(n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Add64(n)
+	p.bytes += n
+	if p.bar != nil && time.Since(p.lastDesc) > 200*time.Millisecond {
+		p.lastDesc = time.Now()
+		p.bar.Describe(p.desc())
 	}
 }
 
 func (p *barProgress) FileDone() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.done++
 	if p.bar != nil {
 		p.bar.Describe(p.desc())
+		_ = p.bar.Add(1)
 	}
 }
 

@@ -1,0 +1,116 @@
+// Package manifest keeps the record of artifacts that have been transferred
+// to a destination, so that a later run can skip them.
+//
+// CircleCI reports neither the size nor a checksum of an artifact, so the
+// manifest is the only integrity record: for each artifact (project, job
+// number, node index, path) it holds the destination key, the size and the
+// SHA-256 of the bytes written, the source's ETag and Last-Modified when it
+// sent them, when the transfer completed and which run did it.
+//
+// # Storage model
+//
+// The manifest lives in a [Store]: a flat set of named files, each written
+// whole and atomically. That is all an S3 bucket offers (objects cannot be
+// appended to), so the same code serves a directory (DEST/.artifact-sync/,
+// see [DirStore]) and a bucket (prefix/.artifact-sync/), and a scheduled job
+// on a fresh runner resumes from the bucket alone.
+//
+// The manifest is a log made of two kinds of file:
+//
+//   - manifest.json, the snapshot: every entry at some point in time.
+//   - journal-RUN-SEQ.jsonl, the journals: what a run recorded between two
+//     flushes. Each flush writes a new journal file, whole.
+//
+// [Manifest.Record] only updates memory; a background flusher writes what
+// is pending as the run's next journal every [Options.FlushInterval]
+// (default 1s), or sooner when [Options.FlushEntries] records wait.
+// [Manifest.Close], and a flush that finds more than [Options.MaxJournals]
+// journals, compacts: it writes a new snapshot holding every entry and
+// naming the journals it includes, then removes those journals.
+//
+// # Format (version 1)
+//
+// Both kinds of file are UTF-8 JSON, meant to be read and diffed by people.
+// The snapshot is one JSON document with one entry per line:
+//
+//	{
+//	  "format": 1,
+//	  "tool": "artifact-sync 1.2.0",
+//	  "destination": "s3://bucket/backups",
+//	  "created": "2025-01-02T03:04:05Z",
+//	  "updated": "2025-01-09T03:04:05Z",
+//	  "run": "20250109T030000Z-8f3a9c1d",
+//	  "generation": 7,
+//	  "journals": [
+//	    "journal-20250109T030000Z-8f3a9c1d-000001.jsonl"
+//	  ],
+//	  "entries": [
+//	    {"project":"gh/org/repo","job_number":12,"node_index":0,"path":"dist/app.tgz","key":"12/0/dist/app.tgz","size":1048576,"sha256":"…","etag":"\"abc\"","completed":"2025-01-09T03:00:07.25Z","run":"20250109T030000Z-8f3a9c1d"}
+//	  ]
+//	}
+//
+// Entries are sorted by project, job number, node index and path. A
+// journal is JSON Lines: a header line, then one record per line, in the
+// order they were recorded:
+//
+//	{"format":1,"tool":"artifact-sync 1.2.0","destination":"s3://bucket/backups","run":"20250110T030000Z-1b2c3d4e","generation":8,"seq":1,"written":"2025-01-10T03:00:08Z"}
+//	{"project":"gh/org/repo","job_number":13,"node_index":0,"path":"dist/app.tgz","key":"13/0/dist/app.tgz","size":1048576,"sha256":"…","completed":"2025-01-10T03:00:07.5Z","run":"20250110T030000Z-1b2c3d4e"}
+//	{"project":"gh/org/repo","job_number":12,"node_index":0,"path":"dist/app.tgz","removed":"2025-01-10T03:00:07.6Z","run":"20250110T030000Z-1b2c3d4e"}
+//
+// A record with "removed" forgets the entry for its ID ([Manifest.Remove]).
+// Times are RFC 3339 in UTC. Fields this version does not know are
+// ignored; a file whose "format" is larger than 1 is refused.
+//
+// # Loading
+//
+// Loading reads the snapshot, then applies every journal the snapshot does
+// not name, in log order: by generation, then run, then sequence number,
+// each file's lines in order. For each ID the later record wins. A run's
+// generation is one more than the largest it loaded, so everything a run
+// writes orders after everything it saw; the order does not depend on
+// clocks.
+//
+// # Crash safety
+//
+// A SIGKILL or power cut at any instant leaves a manifest that loads, and
+// loses at most the records made since the last flush that completed:
+//
+//   - Every file is written whole and atomically (DirStore: temporary file,
+//     fsync, rename, fsync of the directory; S3: a single PUT), so each file
+//     is its old content, its new content or, for a new file, absent; never
+//     a mix. A journal file is never changed after it is written.
+//   - Records become durable when the journal holding them is written, at
+//     most FlushInterval (plus the time of one write) after Record, or
+//     sooner when FlushEntries records wait. A crash before then loses only
+//     those records; Flush waits for them explicitly.
+//   - A snapshot replaces the previous one atomically and names the journals
+//     it includes. A crash before it is written leaves the old snapshot and
+//     every journal: the same state. A crash after it is written but before
+//     the journals are removed leaves journals the next load skips (and the
+//     next compaction removes), so no record is applied twice or out of
+//     order, and a removal cannot be undone by an older journal.
+//   - A journal that is partially written anyway (a store that is not
+//     atomic, a disk that lies about fsync) ends in a torn line; loading
+//     drops it and keeps the records before it. Only the last line is
+//     forgiven: a bad line in the middle of a journal is corruption.
+//
+// Losing records is harmless: the manifest is a record of work done, not
+// the truth about the destination. A lost record makes the next run
+// transfer that artifact again. A kept record is not trusted blindly
+// either: before skipping an artifact the caller checks that the
+// destination holds an object of the recorded size and SHA-256, and
+// transfers it again if not.
+//
+// # Errors
+//
+// Bad state is loud. A snapshot that is not valid JSON (garbage, truncated),
+// a file of a newer format, a manifest recorded for another destination, or
+// a malformed line in the middle of a journal makes [Open] fail with an
+// [*Error] that names the file, says what is wrong and what to do, and
+// matches [ErrCorrupt], [ErrVersion] or [ErrDestination] with errors.Is.
+// Such a manifest is never reset or overwritten.
+//
+// One Manifest writes a store at a time; the caller holds a lock on the
+// destination for the length of a run. A Manifest that only looks entries
+// up writes nothing, even on Close, so a read-only store serves verify.
+package manifest

@@ -1,0 +1,621 @@
+package manifest
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ID identifies an artifact at its source.
+type ID struct {
+	Project   string // project slug, e.g. "gh/org/repo"
+	JobNumber int64
+	NodeIndex int64
+	Path      string // the artifact's path as CircleCI reports it
+}
+
+// String describes id for messages: project job 12 node 0 "dist/app.tgz".
+func (id ID) String() string {
+	return fmt.Sprintf("%s job %d node %d %q", id.Project, id.JobNumber, id.NodeIndex, id.Path)
+}
+
+func compareID(a, b ID) int {
+	return cmp.Or(
+		strings.Compare(a.Project, b.Project),
+		cmp.Compare(a.JobNumber, b.JobNumber),
+		cmp.Compare(a.NodeIndex, b.NodeIndex),
+		strings.Compare(a.Path, b.Path),
+	)
+}
+
+// Entry records one completed transfer. Size and SHA256 are what was
+// written to the destination, so that a later run can check the copy
+// there without trusting the manifest blindly.
+type Entry struct {
+	ID
+	Key          string    // destination key the artifact was written to
+	Size         int64     // bytes written
+	SHA256       string    // lowercase hex SHA-256 of the bytes, computed while streaming
+	ETag         string    // the source's ETag, when it sent one
+	LastModified string    // the source's Last-Modified, when it sent one
+	Completed    time.Time // when the transfer finished; Record sets it if zero
+	Run          string    // the run that recorded it; Record sets it if empty
+}
+
+// Options configure Open. The zero value of each field means its default.
+type Options struct {
+	// Destination names the destination the manifest describes (a path or
+	// s3://bucket/prefix). Required; a manifest that records another
+	// destination is refused with ErrDestination.
+	Destination string
+	// ToolVersion is written to every file for the humans reading it.
+	ToolVersion string
+	// Run names this run in file names and entries: letters, digits, '.',
+	// '_' and '-', at most 64 bytes. Default: the time and a random suffix.
+	// A run name should not be reused while its journals are still around.
+	Run string
+	// FlushInterval bounds how long a recorded entry waits before it is
+	// written to the store. Default 1s.
+	FlushInterval time.Duration
+	// FlushEntries starts a flush early when this many records wait.
+	// Default 1000.
+	FlushEntries int
+	// MaxJournals is how many journal files may accumulate before a flush
+	// also writes a new snapshot and removes them. Default 64.
+	MaxJournals int
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+const (
+	defaultFlushInterval = time.Second
+	defaultFlushEntries  = 1000
+	defaultMaxJournals   = 64
+	maxRunLen            = 64
+	readConcurrency      = 8
+)
+
+// Manifest is the record of completed transfers to one destination. Its
+// methods are safe for concurrent use.
+type Manifest struct {
+	st   Store
+	opts Options
+
+	// Guarded by flushMu, which serialises all writes to the store.
+	flushMu  sync.Mutex
+	gen      int64     // generation of this run's journals
+	seq      int64     // last journal sequence number this run used
+	created  time.Time // when the manifest was first written; zero if unknown
+	journals []string  // journals in the store that the snapshot lacks
+	merged   []string  // journals in the store that the snapshot already holds
+	cleanErr error     // failure to remove merged journals
+
+	mu       sync.RWMutex
+	entries  map[ID]Entry
+	pending  []record // recorded since the last journal was written
+	dirty    bool     // recorded or removed anything since Open
+	err      error    // the last flush's failure, until one succeeds
+	closed   bool
+	closeErr error
+	kick     chan struct{} // asks the flusher to flush now
+	stop     chan struct{} // closed by Close; nil until the flusher starts
+	done     chan struct{} // closed when the flusher has exited
+	cancel   context.CancelFunc
+}
+
+// Open loads the manifest kept in st, or starts an empty one if st holds
+// none; nothing is written until something is recorded. Open fails with an
+// *Error if a file is corrupt (ErrCorrupt), of a newer format (ErrVersion)
+// or for another destination (ErrDestination); it never replaces such a
+// manifest.
+func Open(ctx context.Context, st Store, opts Options) (*Manifest, error) {
+	if opts.Destination == "" {
+		return nil, errors.New("manifest: Options.Destination is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Run == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		opts.Run = opts.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	}
+	if len(opts.Run) > maxRunLen || !validName(opts.Run) || strings.HasPrefix(opts.Run, ".") {
+		return nil, fmt.Errorf("manifest: run name %q: use at most %d letters, digits, '.', '_' or '-'", opts.Run, maxRunLen)
+	}
+	if opts.ToolVersion == "" {
+		opts.ToolVersion = "artifact-sync"
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = defaultFlushInterval
+	}
+	if opts.FlushEntries <= 0 {
+		opts.FlushEntries = defaultFlushEntries
+	}
+	if opts.MaxJournals <= 0 {
+		opts.MaxJournals = defaultMaxJournals
+	}
+	m := &Manifest{
+		st:      st,
+		opts:    opts,
+		entries: make(map[ID]Entry),
+		kick:    make(chan struct{}, 1),
+	}
+	if err := m.load(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// loadedJournal is a journal file read by load.
+type loadedJournal struct {
+	name string
+	run  string
+	seq  int64
+	hdr  *journalHeader // nil for a journal torn before its header ended
+	recs []record
+	err  error
+}
+
+func (m *Manifest) load(ctx context.Context) error {
+	names, err := m.st.List(ctx)
+	if err != nil {
+		return &Error{Location: m.st.String(), Problem: "cannot list files: " + err.Error(), Err: err}
+	}
+
+	var (
+		snap     *snapshotHeader
+		snapRecs []record
+	)
+	loc := location(m.st, snapshotName)
+	data, err := m.st.ReadFile(ctx, snapshotName)
+	switch {
+	case err == nil:
+		snap, snapRecs, err = decodeSnapshot(loc, data, m.opts.Destination)
+		if err != nil {
+			return err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return &Error{Location: loc, Problem: "cannot read: " + err.Error(), Err: err}
+	}
+
+	included := make(map[string]bool)
+	if snap != nil {
+		for _, name := range snap.Journals {
+			included[name] = true
+			m.noteSeq(name)
+		}
+		m.gen = snap.Generation
+		m.created = snap.Created
+	}
+
+	var toRead []*loadedJournal
+	for _, name := range names {
+		run, seq, ok := parseJournalName(name)
+		if !ok {
+			continue
+		}
+		m.noteSeq(name)
+		if included[name] {
+			m.merged = append(m.merged, name)
+			continue
+		}
+		toRead = append(toRead, &loadedJournal{name: name, run: run, seq: seq})
+	}
+	m.readJournals(ctx, toRead)
+
+	// Apply in log order: the snapshot, then journals by generation, run and
+	// sequence, each line in order; the later record for an ID wins.
+	slices.SortFunc(toRead, func(a, b *loadedJournal) int {
+		return cmp.Or(
+			cmp.Compare(a.generation(), b.generation()),
+			strings.Compare(a.run, b.run),
+			cmp.Compare(a.seq, b.seq),
+			strings.Compare(a.name, b.name),
+		)
+	})
+	for _, j := range toRead {
+		if j.err != nil {
+			return j.err
+		}
+	}
+	n := len(snapRecs)
+	for _, j := range toRead {
+		n += len(j.recs)
+	}
+	m.entries = make(map[ID]Entry, n)
+	for _, r := range snapRecs {
+		m.entries[r.ID] = r.Entry
+	}
+	for _, j := range toRead {
+		m.journals = append(m.journals, j.name)
+		if j.hdr == nil {
+			continue
+		}
+		m.gen = max(m.gen, j.hdr.Generation)
+		if !j.hdr.Written.IsZero() && (m.created.IsZero() || j.hdr.Written.Before(m.created)) {
+			m.created = j.hdr.Written
+		}
+		for _, r := range j.recs {
+			if r.Removed.IsZero() {
+				m.entries[r.ID] = r.Entry
+			} else {
+				delete(m.entries, r.ID)
+			}
+		}
+	}
+	m.gen++ // this run's journals order after everything it loaded
+	return nil
+}
+
+func (j *loadedJournal) generation() int64 {
+	if j.hdr == nil {
+		return 0
+	}
+	return j.hdr.Generation
+}
+
+// readJournals reads and decodes journals a few at a time, since a remote
+// store's latency, not bandwidth, dominates.
+func (m *Manifest) readJournals(ctx context.Context, js []*loadedJournal) {
+	sem := make(chan struct{}, readConcurrency)
+	var wg sync.WaitGroup
+	for _, j := range js {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			loc := location(m.st, j.name)
+			data, err := m.st.ReadFile(ctx, j.name)
+			if errors.Is(err, fs.ErrNotExist) {
+				return // removed since List: it was merged into the snapshot
+			}
+			if err != nil {
+				j.err = &Error{Location: loc, Problem: "cannot read: " + err.Error(), Err: err}
+				return
+			}
+			j.hdr, j.recs, j.err = decodeJournal(loc, data, m.opts.Destination)
+		})
+	}
+	wg.Wait()
+}
+
+// noteSeq makes sure this run never reuses the file name of one of its
+// earlier journals.
+func (m *Manifest) noteSeq(name string) {
+	if run, seq, ok := parseJournalName(name); ok && run == m.opts.Run {
+		m.seq = max(m.seq, seq)
+	}
+}
+
+// Lookup returns the entry recorded for id.
+func (m *Manifest) Lookup(id ID) (Entry, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.entries[id]
+	return e, ok
+}
+
+// Len reports the number of entries.
+func (m *Manifest) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.entries)
+}
+
+// Entries yields every entry, sorted by project, job number, node index and
+// path. It iterates over a copy, so it may run alongside Record.
+func (m *Manifest) Entries() iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for _, e := range m.sorted() {
+			if !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+func (m *Manifest) sorted() []Entry {
+	m.mu.RLock()
+	es := make([]Entry, 0, len(m.entries))
+	for _, e := range m.entries {
+		es = append(es, e)
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(es, func(a, b Entry) int { return compareID(a.ID, b.ID) })
+	return es
+}
+
+// Record adds e, replacing any entry for the same ID. It only updates
+// memory; a background flusher writes it to the store within
+// Options.FlushInterval (sooner when Options.FlushEntries records wait).
+//
+// Record returns an error if e is invalid (nothing is recorded), after
+// Close (ErrClosed), or if the last flush failed: then e is still kept and
+// will be written by the next flush that succeeds, but the caller should
+// treat the manifest as not being saved.
+func (m *Manifest) Record(e Entry) error {
+	if e.Completed.IsZero() {
+		e.Completed = m.opts.Now()
+	}
+	e.Completed = e.Completed.UTC()
+	if e.Run == "" {
+		e.Run = m.opts.Run
+	}
+	if p := checkEntry(e); p != "" {
+		return fmt.Errorf("manifest: record %v: %s", e.ID, p)
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	m.entries[e.ID] = e
+	m.pending = append(m.pending, record{Entry: e})
+	m.dirty = true
+	m.startFlusher()
+	n, err := len(m.pending), m.err
+	m.mu.Unlock()
+	if n >= m.opts.FlushEntries {
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+// Remove forgets the entry for id, if any, so that the artifact counts as
+// not transferred (for verify, or to force a transfer). The removal is
+// written like a record.
+func (m *Manifest) Remove(id ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	if _, ok := m.entries[id]; !ok {
+		return
+	}
+	delete(m.entries, id)
+	m.pending = append(m.pending, record{
+		Entry:   Entry{ID: id, Run: m.opts.Run},
+		Removed: m.opts.Now().UTC(),
+	})
+	m.dirty = true
+	m.startFlusher()
+}
+
+// startFlusher starts the background flusher once. m.mu must be held.
+func (m *Manifest) startFlusher() {
+	if m.stop != nil {
+		return
+	}
+	m.stop = make(chan struct{})
+	m.done = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go m.flushLoop(ctx, m.stop, m.done)
+}
+
+func (m *Manifest) flushLoop(ctx context.Context, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(m.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+		_ = m.flush(ctx) // a failure is kept in m.err for Record and Close
+	}
+}
+
+// Flush writes everything recorded so far to the store and returns when it
+// is durable.
+func (m *Manifest) Flush(ctx context.Context) error {
+	m.mu.RLock()
+	closed := m.closed
+	m.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return m.flush(ctx)
+}
+
+func (m *Manifest) flush(ctx context.Context) error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+
+	m.mu.Lock()
+	recs := m.pending
+	m.pending = nil
+	dirty := m.dirty
+	m.mu.Unlock()
+
+	err := m.writeJournal(ctx, recs)
+	if err != nil {
+		m.mu.Lock()
+		m.pending = append(recs, m.pending...)
+		m.mu.Unlock()
+	} else if dirty && len(m.journals) > m.opts.MaxJournals {
+		err = m.compact(ctx)
+	}
+	m.mu.Lock()
+	m.err = err
+	m.mu.Unlock()
+	return err
+}
+
+// writeJournal writes recs as this run's next journal. m.flushMu must be
+// held.
+func (m *Manifest) writeJournal(ctx context.Context, recs []record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	m.seq++
+	name := journalName(m.opts.Run, m.seq)
+	loc := location(m.st, name)
+	data, err := encodeJournal(journalHeader{
+		Format:      formatVersion,
+		Tool:        m.opts.ToolVersion,
+		Destination: m.opts.Destination,
+		Run:         m.opts.Run,
+		Generation:  m.gen,
+		Seq:         m.seq,
+		Written:     m.opts.Now().UTC(),
+	}, recs)
+	if err != nil {
+		return &Error{Location: loc, Problem: "cannot encode: " + err.Error(), Err: err}
+	}
+	if err := m.st.WriteFile(ctx, name, data); err != nil {
+		return &Error{Location: loc, Problem: "cannot write: " + err.Error(), Err: err}
+	}
+	m.journals = append(m.journals, name)
+	return nil
+}
+
+// compact writes a snapshot of every entry, naming the journals it
+// includes, then removes those journals. m.flushMu must be held.
+//
+// The snapshot may hold records that no journal has yet; that is harmless,
+// as the journal that later holds them repeats them in the same order.
+func (m *Manifest) compact(ctx context.Context) error {
+	now := m.opts.Now().UTC()
+	if m.created.IsZero() {
+		m.created = now
+	}
+	names := slices.Concat(m.merged, m.journals)
+	slices.Sort(names)
+	loc := location(m.st, snapshotName)
+	data, err := encodeSnapshot(snapshotHeader{
+		Format:      formatVersion,
+		Tool:        m.opts.ToolVersion,
+		Destination: m.opts.Destination,
+		Created:     m.created,
+		Updated:     now,
+		Run:         m.opts.Run,
+		Generation:  m.gen,
+		Journals:    names,
+	}, m.sorted())
+	if err != nil {
+		return &Error{Location: loc, Problem: "cannot encode: " + err.Error(), Err: err}
+	}
+	if err := m.st.WriteFile(ctx, snapshotName, data); err != nil {
+		return &Error{Location: loc, Problem: "cannot write: " + err.Error(), Err: err}
+	}
+	// From here on the journals are redundant; failing to remove one only
+	// leaves it for the next compaction.
+	var failed []string
+	var errs []error
+	for _, name := range names {
+		if err := m.st.Remove(ctx, name); err != nil {
+			failed = append(failed, name)
+			errs = append(errs, &Error{Location: location(m.st, name), Problem: "cannot remove merged journal: " + err.Error(), Err: err})
+		}
+	}
+	m.merged, m.journals = failed, nil
+	m.cleanErr = errors.Join(errs...)
+	return nil
+}
+
+// Close writes what is pending, then, if anything was recorded or removed
+// since Open, a new snapshot that replaces the journals. It returns nil
+// only if everything recorded is durable. A manifest in which nothing
+// changed is left as it was, so a read-only store is fine for lookups.
+// Close stops the background flusher; later calls to Record return
+// ErrClosed.
+func (m *Manifest) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		err := m.closeErr
+		m.mu.Unlock()
+		return err
+	}
+	m.closed = true
+	stop, done, cancel := m.stop, m.done, m.cancel
+	m.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		cancel() // abandon an in-flight background write; it is retried below
+		<-done
+	}
+
+	err := m.closeWrite(ctx)
+	m.mu.Lock()
+	m.closeErr = err
+	m.mu.Unlock()
+	return err
+}
+
+func (m *Manifest) closeWrite(ctx context.Context) error {
+	flushErr := m.flush(ctx)
+	m.mu.RLock()
+	dirty := m.dirty
+	m.mu.RUnlock()
+	if !dirty {
+		return flushErr
+	}
+
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	if flushErr == nil && len(m.journals) == 0 && len(m.merged) == 0 {
+		return m.cleanErr // the flush just compacted
+	}
+	// Even if the journal could not be written, a snapshot holds every
+	// entry, so it makes up for it.
+	if err := m.compact(ctx); err != nil {
+		return errors.Join(flushErr, err)
+	}
+	return m.cleanErr
+}
+
+// checkEntry returns what is wrong with e, or "".
+func checkEntry(e Entry) string {
+	if p := checkID(e.ID); p != "" {
+		return p
+	}
+	switch {
+	case e.Size < 0:
+		return fmt.Sprintf("negative size %d", e.Size)
+	case e.SHA256 != "" && !isSHA256(e.SHA256):
+		return fmt.Sprintf("sha256 %q is not 64 lowercase hex digits", e.SHA256)
+	case e.Completed.IsZero():
+		return "no completion time"
+	case e.Completed.Year() < 0 || e.Completed.Year() > 9999:
+		return fmt.Sprintf("completion time %v is outside years 0 to 9999", e.Completed)
+	}
+	return ""
+}
+
+func checkID(id ID) string {
+	switch {
+	case id.Project == "":
+		return "no project"
+	case id.Path == "":
+		return "no path"
+	}
+	return ""
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,244 @@
+package manifest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Store persists the manifest's files: a flat set of named files, each
+// written whole and atomically.
+//
+// Every implementation guarantees:
+//
+//   - WriteFile is atomic and durable: once it returns nil the file holds
+//     data and survives a crash; if it fails or the process dies, the file
+//     holds its previous content (or does not exist), never a mix.
+//   - ReadFile of a missing file returns an error satisfying
+//     errors.Is(err, fs.ErrNotExist).
+//   - Remove of a missing file is not an error.
+//   - List returns the names of all files, in any order; it may include
+//     files the manifest does not own, which it ignores.
+//
+// Names are plain file names made of letters, digits, '.', '_' and '-'.
+// The manifesttest package checks an implementation against this contract.
+type Store interface {
+	ReadFile(ctx context.Context, name string) ([]byte, error)
+	WriteFile(ctx context.Context, name string, data []byte) error
+	Remove(ctx context.Context, name string) error
+	List(ctx context.Context) ([]string, error)
+	// String names the location for messages (a path or an s3:// URL).
+	String() string
+}
+
+// DirStore is a Store in a directory of the local file system. The
+// directory is created on the first write. Writes go to a temporary file in
+// the same directory that is synced, renamed over the target, and then the
+// directory is synced, so a crash leaves either the old or the new file.
+type DirStore struct {
+	Dir string
+}
+
+// tempPrefix marks DirStore's temporary files; List leaves them out.
+const tempPrefix = ".tmp-"
+
+// String implements Store.
+func (d DirStore) String() string { return d.Dir }
+
+func (d DirStore) path(name string) (string, error) {
+	if !validName(name) {
+		return "", &fs.PathError{Op: "manifest", Path: name, Err: fs.ErrInvalid}
+	}
+	return filepath.Join(d.Dir, name), nil
+}
+
+// ReadFile implements Store.
+func (d DirStore) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// WriteFile implements Store.
+func (d DirStore) WriteFile(ctx context.Context, name string, data []byte) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(d.Dir, tempPrefix+name+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return err
+	}
+	return syncDir(d.Dir)
+}
+
+// Remove implements Store.
+func (d DirStore) Remove(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// List implements Store. A directory that does not exist yet is empty.
+func (d DirStore) List(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	des, err := os.ReadDir(d.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, de := range des {
+		if de.Type().IsRegular() && !strings.HasPrefix(de.Name(), tempPrefix) {
+			names = append(names, de.Name())
+		}
+	}
+	return names, nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		// Some platforms cannot sync a directory; the rename is then as
+		// durable as the platform makes it.
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// MemStore is a Store in memory, for tests and dry runs. The zero value is
+// an empty store ready to use; it is safe for concurrent use.
+type MemStore struct {
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+// String implements Store.
+func (m *MemStore) String() string { return "memory" }
+
+// ReadFile implements Store.
+func (m *MemStore) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.files[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+	}
+	return slices.Clone(b), nil
+}
+
+// WriteFile implements Store.
+func (m *MemStore) WriteFile(ctx context.Context, name string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !validName(name) {
+		return &fs.PathError{Op: "write", Path: name, Err: fs.ErrInvalid}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.files == nil {
+		m.files = make(map[string][]byte)
+	}
+	m.files[name] = append([]byte{}, data...)
+	return nil
+}
+
+// Remove implements Store.
+func (m *MemStore) Remove(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.files, name)
+	return nil
+}
+
+// List implements Store.
+func (m *MemStore) List(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(maps.Keys(m.files)), nil
+}
+
+// validName reports whether name is a plain file name a Store accepts.
+func validName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 255 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/sink/sinktest"
+)
+
+// readmeCommands extracts every artifact-sync command of README.md's sh,
+// cron and yaml examples, continuation lines joined.
+func readmeCommands(t *testing.T) []string {
+	t.Helper()
+	f, err := os.Open("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var cmds []string
+	var block string // language of the fenced block we are in
+	var cur strings.Builder
+	folded := false // inside a YAML folded scalar that runs artifact-sync
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "```") {
+			block = strings.TrimPrefix(line, "```")
+			if block == "" && cur.Len() > 0 {
+				cmds = append(cmds, cur.String())
+				cur.Reset()
+			}
+			folded = false
+			continue
+		}
+		trimmed := strings.TrimSpace(line)
+		switch block {
+		case "sh":
+			if cur.Len() > 0 {
+				cur.WriteString(" " + strings.TrimSuffix(trimmed, "\\"))
+				if !strings.HasSuffix(trimmed, "\\") {
+					cmds = append(cmds, cur.String())
+					cur.Reset()
+				}
+				continue
+			}
+			if strings.HasPrefix(trimmed, "artifact-sync ") {
+				if strings.HasSuffix(trimmed, "\\") {
+					cur.WriteString(strings.TrimSuffix(trimmed, "\\"))
+					continue
+				}
+				cmds = append(cmds, trimmed)
+			}
+		case "cron":
+			if fields := strings.Fields(trimmed); len(fields) > 5 && !strings.HasPrefix(trimmed, "#") {
+				cmds = append(cmds, strings.Join(fields[5:], " "))
+			}
+		case "yaml":
+			switch {
+			case strings.HasPrefix(trimmed, "artifact-sync "):
+				folded = true
+				cur.WriteString(trimmed)
+			case folded && strings.HasPrefix(line, "          "):
+				cur.WriteString(" " + trimmed)
+			case folded:
+				cmds = append(cmds, cur.String())
+				cur.Reset()
+				folded = false
+			}
+		}
+	}
+	return cmds
+}
+
+// readmeWorld has what the README's examples name: gh/acme/widgets with a
+// main branch, two pipelines, jobs 12 and 13 with reports, jobs named test*.
+func readmeWorld() (*circlecitest.World, *circlecitest.Workflow) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	var last *circlecitest.Workflow
+	for range 2 {
+		wf := p.AddPipeline("main").AddWorkflow("build")
+		for i := range 7 {
+			j := wf.AddJob(fmt.Sprintf("test-%d", i), circlecitest.JobOptions{Parallelism: 2})
+			j.AddArtifact(0, "reports/junit.xml", 200)
+			j.AddArtifact(1, "reports/junit.xml", 300)
+			j.AddArtifact(0, "dist/app.tgz", 4096)
+		}
+		last = wf
+	}
+	return w, last
+}
+
+// TestREADMEExamplesRun runs the README's list, pull and verify examples
+// against the fake CircleCI and the real S3 server, so the manual cannot
+// drift from the tool.
+func TestREADMEExamplesRun(t *testing.T) {
+	s3 := sinktest.NewS3Bucket(t)
+	bin := buildTool(t)
+	w, wf := readmeWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Redirect: true})
+	work := t.TempDir()
+	os.Symlink(bin, filepath.Join(filepath.Dir(bin), "artifact-sync"))
+
+	cmds := readmeCommands(t)
+	var seen = map[string]int{}
+	endpoint := regexp.MustCompile(`--s3-endpoint \S+`)
+	region := regexp.MustCompile(`--s3-region \S+`)
+	for _, c := range cmds {
+		verb := strings.Fields(c)[1]
+		seen[verb]++
+		c = strings.ReplaceAll(c, "s3://ci-archive/", "s3://"+s3.Bucket+"/")
+		c = strings.ReplaceAll(c, "CIRCLE_TOKEN=... ", "")
+		c = strings.ReplaceAll(c, "AWS_PROFILE=backup ", "")
+		c = endpoint.ReplaceAllString(c, "--s3-endpoint "+s3.Endpoint)
+		c = region.ReplaceAllString(c, "--s3-region "+s3.Region)
+		if strings.Contains(c, "s3://") {
+			c += " --s3-path-style"
+			if !strings.Contains(c, "--s3-endpoint") {
+				c += " --s3-endpoint " + s3.Endpoint + " --s3-region " + s3.Region
+			}
+		}
+		t.Run(c, func(t *testing.T) {
+			cmd := exec.Command("sh", "-c", c)
+			cmd.Dir = work
+			cmd.Env = append(os.Environ(),
+				"PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"),
+				"CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN="+testToken,
+				"CIRCLE_WORKFLOW_ID="+wf.ID(), "CIRCLE_PROJECT_USERNAME=acme", "CIRCLE_PROJECT_REPONAME=widgets",
+				"AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey,
+			)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if strings.Contains(string(out), testToken) {
+				t.Errorf("the token appears in the output")
+			}
+		})
+	}
+	for _, verb := range []string{"list", "pull", "verify"} {
+		if seen[verb] < 2 {
+			t.Errorf("the README has %d %s examples; the test expects at least 2", seen[verb], verb)
+		}
+	}
+	if leaks := srv.LeakedCredentials(); len(leaks) > 0 {
+		t.Errorf("credentials reached the storage host: %+v", leaks)
+	}
+}

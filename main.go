@@ -82,6 +82,8 @@ type app struct {
 	force    bool
 	retries  int
 	idle     time.Duration
+	streams  int
+	cutoff   string
 	s3       sink.S3Config
 	download bool
 }
@@ -238,6 +240,8 @@ func (a *app) pullCmd() *cobra.Command {
 	f.BoolVar(&a.dryRun, "dry-run", false, "print what would be transferred, transfer nothing")
 	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
 	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts per artifact before it counts as failed")
+	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
+	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
 	f.DurationVar(&a.idle, "idle-timeout", 60*time.Second, "abandon and retry a transfer or API call that receives no bytes for this long")
 	a.s3Flags(cmd)
 	return cmd
@@ -457,11 +461,19 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	if a.retries < 1 {
 		return usagef("--retries %d: give 1 or more", a.retries)
 	}
+	if a.streams < 1 {
+		return usagef("--multi-thread-streams %d: give 1 or more (1 turns parallel ranges off)", a.streams)
+	}
+	cutoff, err := parseSize(a.cutoff)
+	if err != nil {
+		return usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
+	}
 	dest, store, err := a.destination(ctx)
 	if err != nil {
 		return err
 	}
 	opts := ccsync.PullOptions{
+		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
 		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout,
 	}
@@ -612,4 +624,28 @@ func (a *app) cliConfig() (path, token, host string) {
 		}
 	}
 	return path, token, host
+}
+
+// parseSize reads a byte count with an optional binary suffix: 512, 64K, 64M, 1G.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	t := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "B"), "i"))
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("not a positive size")
+	}
+	return n * mult, nil
 }

@@ -27,6 +27,24 @@ func (c *Client) Download(ctx context.Context, rawURL string, offset int64, ifRa
 	if offset < 0 {
 		return nil, fmt.Errorf("circleci: negative download offset %d", offset)
 	}
+	var rng string
+	if offset > 0 {
+		rng = "bytes=" + strconv.FormatInt(offset, 10) + "-"
+	}
+	return c.download(ctx, rawURL, rng, ifRange)
+}
+
+// DownloadRange is Download for the bytes first to last, inclusive, so one
+// artifact can be fetched over several connections at once. The caller must
+// check for 206 and the Content-Range.
+func (c *Client) DownloadRange(ctx context.Context, rawURL string, first, last int64, ifRange string) (*http.Response, error) {
+	if first < 0 || last < first {
+		return nil, fmt.Errorf("circleci: bad download range %d-%d", first, last)
+	}
+	return c.download(ctx, rawURL, "bytes="+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(last, 10), ifRange)
+}
+
+func (c *Client) download(ctx context.Context, rawURL, rng, ifRange string) (*http.Response, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, errors.New("circleci: artifact URL is not an absolute http(s) URL")
@@ -42,8 +60,8 @@ func (c *Client) Download(ctx context.Context, rawURL string, offset int64, ifRa
 	// Exact bytes: a transparently decompressed body would break Range
 	// offsets and Content-Length checks.
 	req.Header.Set("Accept-Encoding", "identity")
-	if offset > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+	if rng != "" {
+		req.Header.Set("Range", rng)
 		if ifRange != "" {
 			req.Header.Set("If-Range", ifRange)
 		}

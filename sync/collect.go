@@ -21,6 +21,8 @@ type Artifact struct {
 
 	CleanPath string `json:"-"` // Path checked and cleaned by CleanPath; empty if refused
 	Key       string `json:"-"` // destination key from the layout; empty if refused
+
+	noRanges bool // the server refused a range request for this artifact
 }
 
 // Collect resolves sel in project slug and lists the artifacts of every

@@ -52,6 +52,13 @@ type PullOptions struct {
 	ToolVersion string
 	Run         string // run id recorded with every entry
 
+	// MultiThreadStreams is how many connections fetch one artifact of
+	// MultiThreadCutoff bytes or more, in ranges, when the server takes
+	// ranges and the destination can take pieces (a directory). 0 means
+	// DefaultMultiThreadStreams and 1 turns it off.
+	MultiThreadStreams int
+	MultiThreadCutoff  int64
+
 	// RetryInitial and RetryMax shape the backoff between attempts of one
 	// artifact (defaults 1s and 30s); tests make them small.
 	RetryInitial, RetryMax time.Duration
@@ -200,6 +207,12 @@ func (e *engine) defaults() {
 	if e.opts.Retries < 1 {
 		e.opts.Retries = DefaultRetries
 	}
+	if e.opts.MultiThreadStreams == 0 {
+		e.opts.MultiThreadStreams = DefaultMultiThreadStreams
+	}
+	if e.opts.MultiThreadCutoff <= 0 {
+		e.opts.MultiThreadCutoff = DefaultMultiThreadCutoff
+	}
 	if e.opts.RetryInitial <= 0 {
 		e.opts.RetryInitial = time.Second
 	}
@@ -335,16 +348,7 @@ func (e *engine) transferAll(ctx context.Context, todo []*Artifact) error {
 
 // transfer moves one artifact, retrying the whole GET -> sink unit.
 func (e *engine) transfer(ctx context.Context, a *Artifact) error {
-	var eb backoff.BackOff = &backoff.ExponentialBackOff{
-		InitialInterval:     e.opts.RetryInitial,
-		RandomizationFactor: 0.3,
-		Multiplier:          2,
-		MaxInterval:         e.opts.RetryMax,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	eb.Reset()
-	ra := &retryAfter{BackOff: eb}
+	ra := &retryAfter{BackOff: e.newBackOff()}
 	b := backoff.WithContext(backoff.WithMaxRetries(ra, uint64(e.opts.Retries-1)), ctx)
 	attempt := 0
 	op := func() error {
@@ -372,6 +376,20 @@ func (e *engine) transfer(ctx context.Context, a *Artifact) error {
 		}
 	}
 	return err
+}
+
+// newBackOff is the wait between attempts of one transfer.
+func (e *engine) newBackOff() backoff.BackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     e.opts.RetryInitial,
+		RandomizationFactor: 0.3,
+		Multiplier:          2,
+		MaxInterval:         e.opts.RetryMax,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+	return b
 }
 
 // retryAfter waits at least as long as the server's Retry-After asked.
@@ -427,6 +445,15 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		}
 		return &sourceError{fmt.Errorf("server answered a range request with %q; starting over", resp.Header.Get("Content-Range"))}
 	default:
+		if rw, rd, ok := e.multiStream(a, resp); ok {
+			info, err = e.fetchRanges(ctx, a, resp, rw, rd, opts)
+			if errors.Is(err, errRangesRefused) {
+				a.noRanges = true
+				e.log.Debug("ranges refused; fetching over one connection", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
+				return &sourceError{fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)}
+			}
+			break
+		}
 		info, err = e.dest.Put(ctx, a.Key, src, opts)
 	}
 	if err != nil {

@@ -1,0 +1,162 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	stdsync "sync"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/artifact-sync/artifact-sync/circleci"
+	"github.com/artifact-sync/artifact-sync/sink"
+)
+
+// Defaults for fetching one large artifact over several connections at once,
+// named as rclone names them.
+const (
+	DefaultMultiThreadStreams = 8
+	DefaultMultiThreadCutoff  = 64 << 20
+)
+
+// RangeDownloader fetches a byte range of an artifact URL; implemented by
+// *circleci.Client.
+type RangeDownloader interface {
+	DownloadRange(ctx context.Context, rawURL string, first, last int64, ifRange string) (*http.Response, error)
+}
+
+// multiStream decides whether the answer resp to a plain GET should be
+// completed over several connections: the file is large, the server takes
+// ranges, and the destination can take pieces.
+func (e *engine) multiStream(a *Artifact, resp *http.Response) (sink.RangeWriter, RangeDownloader, bool) {
+	if e.opts.MultiThreadStreams < 2 || a.noRanges || resp.StatusCode != http.StatusOK || resp.ContentLength < e.opts.MultiThreadCutoff {
+		return nil, nil, false
+	}
+	if resp.Header.Get("Accept-Ranges") != "bytes" {
+		return nil, nil, false
+	}
+	rw, ok := e.dest.(sink.RangeWriter)
+	if !ok {
+		return nil, nil, false
+	}
+	rd, ok := e.dl.(RangeDownloader)
+	if !ok {
+		return nil, nil, false
+	}
+	return rw, rd, true
+}
+
+// errRangesRefused says a range request was answered with something else:
+// the server ignores ranges after all, or the file changed (If-Range). The
+// artifact is then fetched again over one connection.
+var errRangesRefused = errors.New("range request refused")
+
+// part is one range of a multi-stream download.
+type part struct {
+	first, last int64 // inclusive
+	done        int64 // bytes written so far
+}
+
+// fetchRanges downloads a of size bytes into a pending object in parallel
+// ranges. The first range is read from resp, the GET already under way; the
+// others are fetched with If-Range on the response's ETag, so a file that
+// changes meanwhile is noticed instead of stitched together. Each range is
+// retried on its own, from where it stopped.
+func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Response, rw sink.RangeWriter, rd RangeDownloader, opts sink.PutOptions) (sink.Info, error) {
+	size := resp.ContentLength
+	pending, err := rw.Create(ctx, a.Key, size, opts)
+	if err != nil {
+		return sink.Info{}, err
+	}
+	defer pending.Abort()
+
+	n := int64(e.opts.MultiThreadStreams)
+	const minPart = 1 << 20
+	n = max(1, min(n, size/minPart))
+	parts := make([]*part, n)
+	for i := range n {
+		parts[i] = &part{first: size * i / n, last: size*(i+1)/n - 1}
+	}
+	validator := resp.Header.Get("ETag")
+	if validator == "" {
+		validator = resp.Header.Get("Last-Modified")
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg stdsync.WaitGroup
+	var mu stdsync.Mutex
+	var firstErr error
+	for i, p := range parts {
+		var body io.ReadCloser
+		if i == 0 {
+			body = resp.Body
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.fetchPart(ctx, a, p, body, rd, pending, validator); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return sink.Info{}, firstErr
+	}
+	return pending.Commit(ctx)
+}
+
+// fetchPart fills one range, starting with body when it is not nil, and
+// retries on its own with backoff from the last byte written.
+func (e *engine) fetchPart(ctx context.Context, a *Artifact, p *part, body io.ReadCloser, rd RangeDownloader, w io.WriterAt, validator string) error {
+	b := backoff.WithContext(backoff.WithMaxRetries(e.newBackOff(), uint64(e.opts.Retries-1)), ctx)
+	op := func() error {
+		if body == nil {
+			resp, err := rd.DownloadRange(ctx, a.URL, p.first+p.done, p.last, validator)
+			if err != nil {
+				if errors.Is(err, circleci.ErrUnauthorized) || errors.Is(err, circleci.ErrForbidden) {
+					return backoff.Permanent(&fatal{err})
+				}
+				if !circleci.IsRetryable(err) {
+					return backoff.Permanent(err)
+				}
+				return err
+			}
+			if resp.StatusCode != http.StatusPartialContent || rangeStart(resp) != p.first+p.done {
+				resp.Body.Close()
+				return backoff.Permanent(&sourceError{fmt.Errorf("%w: asked for bytes %d-%d, got %d %q",
+					errRangesRefused, p.first+p.done, p.last, resp.StatusCode, resp.Header.Get("Content-Range"))})
+			}
+			body = resp.Body
+		}
+		defer func() { body.Close(); body = nil }()
+		want := p.last - p.first + 1 - p.done
+		src := &sourceReader{r: io.LimitReader(body, want), progress: e.opts.Progress}
+		n, err := io.Copy(io.NewOffsetWriter(w, p.first+p.done), src)
+		p.done += n
+		switch {
+		case src.err != nil:
+			if circleci.IsRetryable(src.err) || errors.Is(src.err, io.ErrUnexpectedEOF) {
+				return src.err
+			}
+			return backoff.Permanent(src.err)
+		case err != nil: // the destination
+			if sink.IsPermanent(err) {
+				return backoff.Permanent(&fatal{err})
+			}
+			return err
+		case n < want:
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}
+	return backoff.Retry(op, b)
+}

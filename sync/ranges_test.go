@@ -1,0 +1,65 @@
+package sync_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	ccsync "github.com/artifact-sync/artifact-sync/sync"
+)
+
+func bigWorld(size int64) (*circlecitest.World, *circlecitest.Artifact) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	a := p.AddPipeline("main").AddWorkflow("build").AddJob("big", circlecitest.JobOptions{}).AddArtifact(0, "big.bin", size)
+	return w, a
+}
+
+// A large artifact from a server that caps each connection's bandwidth is
+// fetched over several connections in ranges, and arrives byte-identical.
+func TestLargeArtifactOverSeveralConnections(t *testing.T) {
+	const size = 6<<20 + 12345
+	for _, tc := range []struct {
+		name    string
+		opts    circlecitest.Options
+		streams int
+		faults  circlecitest.FaultFunc
+	}{
+		{name: "ranges", opts: circlecitest.Options{Bandwidth: 8 << 20}, streams: 4},
+		{name: "ranges through a redirect", opts: circlecitest.Options{Bandwidth: 8 << 20, Redirect: true}, streams: 4},
+		{name: "ranges with cut connections", opts: circlecitest.Options{Bandwidth: 32 << 20}, streams: 4,
+			faults: circlecitest.OnDownloads(circlecitest.FailFirst(1, circlecitest.CutFault(300<<10)))},
+		// A server that advertises ranges but answers 200 to them: the
+		// file is fetched again over one connection.
+		{name: "server without ranges", opts: circlecitest.Options{NoRange: true}, streams: 4},
+		{name: "one stream", opts: circlecitest.Options{}, streams: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, a := bigWorld(size)
+			tc.opts.Token = token
+			tc.opts.Faults = tc.faults
+			srv := circlecitest.Start(t, w, tc.opts)
+			client := newClient(t, srv.URL)
+			dest, dir := localSink(t)
+			opts := pullOpts()
+			opts.MultiThreadStreams, opts.MultiThreadCutoff = tc.streams, 1<<20
+			start := time.Now()
+			sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+			if err != nil || sum.Transferred != 1 {
+				t.Fatalf("%+v, %v", sum, err)
+			}
+			checkTree(t, dir, []*circlecitest.Artifact{a})
+			peak := srv.PeakConcurrentDownloads()
+			switch {
+			case tc.streams > 1 && !tc.opts.NoRange && peak < 2:
+				t.Errorf("peak of %d concurrent downloads: the file was not fetched in parallel ranges", peak)
+			case tc.streams == 1 && peak != 1:
+				t.Errorf("peak of %d concurrent downloads for one file without ranges", peak)
+			}
+			if tc.faults != nil && srv.DownloadTotals().Started <= tc.streams {
+				t.Error("no range was retried: the faults were not injected")
+			}
+			t.Logf("%s in %v, peak %d connections", tc.name, time.Since(start).Round(time.Millisecond), peak)
+		})
+	}
+}

@@ -1,0 +1,476 @@
+package circlecitest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Options configure a Server. The zero value of every field but Token means
+// the documented default.
+type Options struct {
+	// Token is the only personal API token the Server accepts. Required.
+	Token string
+	// PathPrefix mounts the API under a prefix, as on a CircleCI Server
+	// installation behind a path: with "/ci" the API answers at
+	// URL/api/v2 where URL ends in /ci.
+	PathPrefix string
+	// PageSize is the number of items on every list page; 0 means 20 for
+	// pipelines, workflows and jobs and no limit for artifacts (the real
+	// artifacts endpoint returns thousands of items in one body).
+	PageSize int
+	// Latency is added to every request, API and downloads alike.
+	Latency time.Duration
+	// Bandwidth limits every artifact download to that many bytes per
+	// second; 0 means unlimited.
+	Bandwidth int64
+	// PublicArtifacts lets downloads without any credential through, as for
+	// a public project. A wrong credential is still refused.
+	PublicArtifacts bool
+	// Redirect makes the artifact host answer 302 to a presigned URL on a
+	// third listener (StorageURL), as CircleCI does for most files.
+	Redirect bool
+	// PresignTTL is how long a presigned URL stays valid; 0 means 60s.
+	PresignTTL time.Duration
+	// NoRange makes the download hosts ignore Range and If-Range and always
+	// answer 200 with the whole file.
+	NoRange bool
+	// Faults is the initial fault policy; nil means none. See SetFaults.
+	Faults FaultFunc
+}
+
+// A Server serves a World over HTTP on 127.0.0.1: the API at URL + "/api/v2",
+// artifact downloads at ArtifactURL and, with Options.Redirect, presigned
+// storage at StorageURL. Each is its own listener with its own port, so they
+// are different hosts to a client.
+type Server struct {
+	// URL is the API host, what a client takes as its --host
+	// (http://127.0.0.1:port, plus Options.PathPrefix).
+	URL string
+	// ArtifactURL is the base of the artifact URLs the API lists.
+	ArtifactURL string
+	// StorageURL is the base of presigned URLs; "" without Options.Redirect.
+	// Its host is named localhost (still 127.0.0.1) when that name resolves
+	// there, so that it differs from the artifact host by name too.
+	StorageURL string
+
+	world  *World
+	opts   Options
+	secret []byte
+	stats  *stats
+
+	faultMu  sync.Mutex
+	faults   FaultFunc
+	seq      map[string]int
+	attempts map[string]int
+
+	servers   []*http.Server
+	listeners []net.Listener
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// NewServer starts serving w. Call Close when done.
+func NewServer(w *World, opts Options) (*Server, error) {
+	if w == nil {
+		return nil, errors.New("circlecitest: nil World")
+	}
+	if opts.Token == "" {
+		return nil, errors.New("circlecitest: Options.Token is required")
+	}
+	if opts.PathPrefix != "" && (!strings.HasPrefix(opts.PathPrefix, "/") || strings.HasSuffix(opts.PathPrefix, "/")) {
+		return nil, fmt.Errorf("circlecitest: PathPrefix %q must start and not end with /", opts.PathPrefix)
+	}
+	if opts.PresignTTL == 0 {
+		opts.PresignTTL = 60 * time.Second
+	}
+	s := &Server{
+		world:    w,
+		opts:     opts,
+		stats:    newStats(),
+		faults:   opts.Faults,
+		seq:      make(map[string]int),
+		attempts: make(map[string]int),
+		closed:   make(chan struct{}),
+	}
+	w.mu.RLock()
+	var seed [8]byte
+	binary.BigEndian.PutUint64(seed[:], w.seed)
+	w.mu.RUnlock()
+	sum := sha256.Sum256(append([]byte("circlecitest secret"), seed[:]...))
+	s.secret = sum[:]
+
+	api, err := s.listen(http.HandlerFunc(s.serveAPI))
+	if err != nil {
+		return nil, err
+	}
+	s.URL = api + opts.PathPrefix
+	if s.ArtifactURL, err = s.listen(http.HandlerFunc(s.serveArtifactHost)); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if opts.Redirect {
+		if s.StorageURL, err = s.listen(http.HandlerFunc(s.serveStorage)); err != nil {
+			s.Close()
+			return nil, err
+		}
+		// Name the storage host "localhost": net/http keeps Authorization
+		// on a redirect to the same host name whatever the port, and the
+		// real storage is another host by name.
+		if addrs, err := net.LookupHost("localhost"); err == nil && slices.Contains(addrs, "127.0.0.1") {
+			s.StorageURL = strings.Replace(s.StorageURL, "127.0.0.1", "localhost", 1)
+		}
+	}
+	s.serve()
+	return s, nil
+}
+
+// Start starts a Server for a test and closes it when the test ends.
+func Start(t testing.TB, w *World, opts Options) *Server {
+	t.Helper()
+	s, err := NewServer(w, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *Server) listen(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("circlecitest: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	s.servers = append(s.servers, srv)
+	s.listeners = append(s.listeners, ln)
+	return "http://" + ln.Addr().String(), nil
+}
+
+// serve starts serving every listener, once the Server's URLs are all set:
+// handlers read them.
+func (s *Server) serve() {
+	for i, srv := range s.servers {
+		ln := s.listeners[i]
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			srv.Serve(ln)
+		}()
+	}
+}
+
+// Close stops the listeners and drops every connection, ending stalls and
+// hangs. It may be called more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		for _, srv := range s.servers {
+			srv.Close()
+		}
+		s.wg.Wait()
+	})
+}
+
+// World returns the World the Server serves.
+func (s *Server) World() *World { return s.world }
+
+// SetFaults replaces the fault policy (nil: none) and restarts the Seq and
+// Attempt numbering of Calls.
+func (s *Server) SetFaults(ff FaultFunc) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	s.faults = ff
+	s.seq = make(map[string]int)
+	s.attempts = make(map[string]int)
+}
+
+// fault numbers the call and asks the policy about it.
+func (s *Server) fault(c Call) Fault {
+	s.faultMu.Lock()
+	s.seq[c.Host]++
+	c.Seq = s.seq[c.Host]
+	k := c.Host + "\x00" + c.Key
+	s.attempts[k]++
+	c.Attempt = s.attempts[k]
+	ff := s.faults
+	s.faultMu.Unlock()
+	if ff == nil {
+		return Fault{}
+	}
+	return ff(c)
+}
+
+// sleep waits for d, or less if the request ends or the Server closes. It
+// reports whether the whole d elapsed.
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-s.closed:
+	}
+	return false
+}
+
+// hang waits until the request ends or the Server closes. The caller then
+// drops the connection with panic(http.ErrAbortHandler), so that nothing is
+// answered.
+func (s *Server) hang(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.closed:
+	}
+}
+
+// authScheme names the credential a request carries and returns it.
+func authScheme(r *http.Request) (scheme, token string) {
+	if v, ok := r.Header["Circle-Token"]; ok {
+		return "circle-token", v[0]
+	}
+	if a := r.Header.Get("Authorization"); a != "" {
+		if k, v, ok := strings.Cut(a, " "); ok && strings.EqualFold(k, "Bearer") {
+			return "bearer", strings.TrimSpace(v)
+		}
+		if u, _, ok := r.BasicAuth(); ok {
+			return "basic", u
+		}
+		return "other", ""
+	}
+	if r.URL.Query().Has("circle-token") {
+		return "query", r.URL.Query().Get("circle-token")
+	}
+	return "", ""
+}
+
+// Messages of the API's 401 answers.
+const (
+	msgLogIn        = "You must log in first"
+	msgInvalidToken = "Invalid token provided."
+	msgQueryAuth    = "Support for query parameter authentication has been deprecated to improve security. Please use a supported authentication method such as header-based, or basic authentication."
+)
+
+// checkAuth returns "" if the request may proceed, or the message of a 401.
+// allowAnonymous lets a request without any credential through; the
+// deprecated query parameter counts as none on the artifact host, where it
+// stopped working.
+func (s *Server) checkAuth(r *http.Request, allowAnonymous, api bool) string {
+	scheme, token := authScheme(r)
+	switch {
+	case scheme == "query" && api:
+		return msgQueryAuth
+	case scheme == "" || scheme == "query":
+		if allowAnonymous {
+			return ""
+		}
+		return msgLogIn
+	case token != s.opts.Token:
+		return msgInvalidToken
+	}
+	return ""
+}
+
+var (
+	errCut       = errors.New("circlecitest: connection cut")
+	errTruncated = errors.New("circlecitest: body truncated")
+)
+
+// bodyWriter is the ResponseWriter every handler writes through: it records
+// the status and body bytes, applies the body faults and the bandwidth
+// limit.
+type bodyWriter struct {
+	http.ResponseWriter
+	s        *Server
+	ctx      context.Context
+	fault    Fault
+	fired    bool // the body fault happened
+	broken   bool // the connection is gone
+	status   int
+	written  int64
+	onWrite  func(n int64)
+	onStatus func(code int)
+	rate     int64
+	rateFrom time.Time
+	rateSent int64
+}
+
+func (s *Server) newBodyWriter(w http.ResponseWriter, r *http.Request, f Fault) *bodyWriter {
+	return &bodyWriter{ResponseWriter: w, s: s, ctx: r.Context(), fault: f}
+}
+
+func (bw *bodyWriter) Unwrap() http.ResponseWriter { return bw.ResponseWriter }
+
+func (bw *bodyWriter) WriteHeader(code int) {
+	if bw.status == 0 {
+		bw.status = code
+		if bw.onStatus != nil {
+			bw.onStatus(code)
+		}
+	}
+	bw.ResponseWriter.WriteHeader(code)
+}
+
+func (bw *bodyWriter) Flush() {
+	if f, ok := bw.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (bw *bodyWriter) bodyFault() bool {
+	switch bw.fault.Kind {
+	case FaultCut, FaultTruncate, FaultStall:
+		return !bw.fired
+	}
+	return false
+}
+
+func (bw *bodyWriter) Write(p []byte) (int, error) {
+	if bw.broken {
+		return 0, errCut
+	}
+	if bw.status == 0 {
+		bw.WriteHeader(http.StatusOK)
+	}
+	total := 0
+	for len(p) > 0 {
+		chunk := p
+		if bw.bodyFault() {
+			chunk = chunk[:min(int64(len(chunk)), bw.fault.After-bw.written)]
+		}
+		if bw.rate > 0 {
+			chunk = chunk[:min(int64(len(chunk)), max(bw.rate/20, 1))]
+		}
+		if len(chunk) > 0 {
+			n, err := bw.ResponseWriter.Write(chunk)
+			bw.written += int64(n)
+			total += n
+			if bw.onWrite != nil {
+				bw.onWrite(int64(n))
+			}
+			if err != nil {
+				bw.broken = true
+				return total, err
+			}
+			if !bw.throttle(int64(n)) {
+				bw.broken = true
+				return total, context.Canceled
+			}
+			p = p[n:]
+		}
+		if len(p) > 0 && bw.bodyFault() && bw.written >= bw.fault.After {
+			if err := bw.fire(); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+// throttle waits until n more bytes fit the bandwidth limit; it reports
+// false if the request ended meanwhile.
+func (bw *bodyWriter) throttle(n int64) bool {
+	if bw.rate <= 0 {
+		return true
+	}
+	if bw.rateFrom.IsZero() {
+		bw.rateFrom = time.Now()
+	}
+	bw.rateSent += n
+	due := bw.rateFrom.Add(time.Duration(float64(bw.rateSent) / float64(bw.rate) * float64(time.Second)))
+	return bw.s.sleep(bw.ctx, time.Until(due))
+}
+
+// fire carries out the body fault.
+func (bw *bodyWriter) fire() error {
+	bw.fired = true
+	bw.Flush()
+	switch bw.fault.Kind {
+	case FaultStall:
+		if !bw.s.sleep(bw.ctx, bw.fault.Duration) {
+			bw.broken = true
+			return context.Canceled
+		}
+		return nil
+	case FaultTruncate:
+		// Returning an error stops the handler; net/http closes a
+		// connection whose body fell short of its Content-Length.
+		bw.broken = true
+		return errTruncated
+	default: // FaultCut
+		bw.broken = true
+		conn, _, err := http.NewResponseController(bw.ResponseWriter).Hijack()
+		if err != nil {
+			return errCut
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetLinger(0) // close with RST
+		}
+		conn.Close()
+		return errCut
+	}
+}
+
+// finish runs a stall that the body was too short to trigger.
+func (bw *bodyWriter) finish() {
+	if bw.fault.Kind == FaultStall && !bw.fired && !bw.broken {
+		bw.fired = true
+		bw.Flush()
+		bw.s.sleep(bw.ctx, bw.fault.Duration)
+	}
+}
+
+// writeBody sends a complete body with its Content-Length.
+func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// serveFaultStatus answers a FaultStatus.
+func (s *Server) serveFaultStatus(w http.ResponseWriter, r *http.Request, host string, f Fault) {
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if host == HostAPI && !f.PlainText {
+		msg := http.StatusText(f.Status)
+		switch f.Status {
+		case http.StatusTooManyRequests:
+			msg = "Rate limit exceeded."
+		case http.StatusInternalServerError:
+			msg = "Internal server error."
+		}
+		writeJSON(w, r, f.Status, message{msg})
+		return
+	}
+	msg := http.StatusText(f.Status)
+	if f.Status == http.StatusTooManyRequests {
+		msg = "Rate limited."
+	}
+	writeBody(w, r, f.Status, "text/plain; charset=utf-8", []byte(msg))
+}

@@ -5,13 +5,20 @@
 // -pipelines pipelines, each with one workflow "build" of -jobs jobs with
 // -files artifacts of -size bytes, prints the environment a client needs
 // (CIRCLECI_HOST, CIRCLE_TOKEN) and serves until interrupted.
+//
+// Given a command after the flags, it runs that command with the environment
+// set instead, and exits with its status:
+//
+//	go run ./circleci/circlecitest/fakecircleci -- go run . pull gh/acme/widgets --to ./artifacts
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -62,6 +69,23 @@ func main() {
 		os.Exit(1)
 	}
 	defer srv.Close()
+	if args := flag.Args(); len(args) > 0 {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), "CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN="+*token)
+		fmt.Fprintf(os.Stderr, "fake CircleCI at %s serving gh/acme/widgets\n", srv.URL)
+		err := cmd.Run()
+		srv.Close()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			os.Exit(ee.ExitCode())
+		case err != nil:
+			fmt.Fprintln(os.Stderr, "fakecircleci:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	fmt.Printf("export CIRCLECI_HOST=%s CIRCLE_TOKEN=%s\n", srv.URL, *token)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

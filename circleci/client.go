@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -246,8 +247,9 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		c.logger.DebugContext(ctx, "circleci request", "method", req.Method, "path", u.EscapedPath(), "attempt", attempt, "error", c.scrub(err))
-		return c.scrub(err)
+		err = c.unreachable(c.scrub(err))
+		c.logger.DebugContext(ctx, "circleci request", "method", req.Method, "path", u.EscapedPath(), "attempt", attempt, "error", err)
+		return err
 	}
 	defer func() {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -294,6 +296,39 @@ func (c *Client) scrub(err error) error {
 	}
 	return err
 }
+
+// unreachable explains an error that got no connection to the API at all: a
+// refused connection or a name that does not resolve is most often a wrong
+// --host.
+func (c *Client) unreachable(err error) error {
+	var oe *net.OpError
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return &unreachableError{host: c.host(), cause: dns.Error(), err: err}
+	}
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return &unreachableError{host: c.host(), cause: oe.Error(), err: err}
+	}
+	return err
+}
+
+// host is the API host as the user gave it, without /api/v2.
+func (c *Client) host() string {
+	return strings.TrimSuffix(c.base.String(), "/api/v2")
+}
+
+// unreachableError is one line saying which host could not be reached, why,
+// and what to check; it matches what caused it (errors.Is/As).
+type unreachableError struct {
+	host, cause string
+	err         error
+}
+
+func (e *unreachableError) Error() string {
+	return "cannot reach the CircleCI API at " + e.host + ": " + e.cause + "; check --host (or $CIRCLECI_HOST) and the network"
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
 
 // redactedError hides the token from an error's text while keeping its
 // chain for errors.Is and errors.As.

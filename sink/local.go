@@ -488,6 +488,11 @@ type lockRecord struct {
 	Since   time.Time `json:"since"`
 	Expires time.Time `json:"expires,omitzero"` // S3 leases only
 	Token   string    `json:"token,omitempty"`  // S3 leases only: tells our own writes apart
+	// PID and Scope (see processScope) let a run on the same machine take
+	// over the S3 lease of a holder that was killed, without waiting for it
+	// to expire.
+	PID   int    `json:"pid,omitempty"`
+	Scope string `json:"scope,omitempty"`
 }
 
 // localLease is a held flock.

@@ -1,6 +1,7 @@
 package sink_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -8,9 +9,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,5 +248,65 @@ func TestS3LockTakeover(t *testing.T) {
 	// Release of a lost lease must not delete the new holder's object.
 	if _, err := env.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(env.Bucket), Key: lockKey}); err != nil {
 		t.Errorf("lost lease's Release removed someone else's lock: %v", err)
+	}
+}
+
+// TestS3LockOfKilledHolder: a run killed with SIGKILL cannot release its
+// lease; another run on the same machine takes it over at once instead of
+// waiting for it to expire, but never while the holder lives.
+func TestS3LockOfKilledHolder(t *testing.T) {
+	if os.Getenv("SINK_TEST_LOCK_HOLDER") != "" {
+		// The holder: take the lock, say so, and wait to be killed.
+		s, err := sink.NewS3(context.Background(), sinktest.S3Env{
+			Endpoint: os.Getenv(sinktest.EnvEndpoint), Bucket: os.Getenv("SINK_TEST_LOCK_HOLDER"),
+			AccessKey: os.Getenv(sinktest.EnvAccessKey), SecretKey: os.Getenv(sinktest.EnvSecretKey), Region: os.Getenv(sinktest.EnvRegion),
+		}.Config("dest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Lock(context.Background(), sink.DefaultLockName, fmt.Sprintf("holder pid %d", os.Getpid()), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("locked")
+		time.Sleep(time.Minute)
+		return
+	}
+	env := sinktest.NewS3Bucket(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestS3LockOfKilledHolder$")
+	cmd.Env = append(os.Environ(), "SINK_TEST_LOCK_HOLDER="+env.Bucket, sinktest.EnvEndpoint+"="+env.Endpoint,
+		sinktest.EnvAccessKey+"="+env.AccessKey, sinktest.EnvSecretKey+"="+env.SecretKey, sinktest.EnvRegion+"="+env.Region)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "locked\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the holder did not take the lock: %q", line)
+	}
+	s := env.NewS3(t, "dest")
+	_, err = s.Lock(t.Context(), sink.DefaultLockName, "second", time.Minute)
+	var le *sink.LockedError
+	if !errors.As(err, &le) || !strings.Contains(le.Holder, fmt.Sprint(cmd.Process.Pid)) {
+		t.Fatalf("Lock while the holder lives: %v, want a LockedError naming pid %d", err, cmd.Process.Pid)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	start := time.Now()
+	lease, err := s.Lock(t.Context(), sink.DefaultLockName, "second", time.Minute)
+	if err != nil {
+		if runtime.GOOS == "linux" {
+			t.Fatalf("Lock after the holder was killed: %v", err)
+		}
+		t.Skipf("taking over a killed holder's lease is done on Linux only: %v", err)
+	}
+	t.Logf("took over the lease of the killed holder in %s", time.Since(start))
+	if err := lease.Release(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -22,10 +23,12 @@ const DefaultS3LockTTL = 2 * time.Minute
 // Lock implements Locker with a lease object <prefix>/.artifact-sync/<name>
 // and S3 conditional writes. The object says who holds the lease and until
 // when. It is created with If-None-Match: *, so of many racing takers one
-// wins; a lease whose expiry has passed (its holder died) is taken over with
-// If-Match on the ETag that was read, and the holder renews it with If-Match
-// every ttl/3. Release deletes it if it is still ours. Expiry compares the
-// clocks of different hosts, so ttl should dwarf their skew (minutes).
+// wins; a lease whose expiry has passed (its holder died), or whose holder
+// is a process of this machine that no longer exists (it was killed), is
+// taken over with If-Match on the ETag that was read, and the holder renews
+// it with If-Match every ttl/3. Release deletes it if it is still ours.
+// Expiry compares the clocks of different hosts, so ttl should dwarf their
+// skew (minutes).
 func (s *S3) Lock(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error) {
 	if err := validLockName(name); err != nil {
 		return nil, err
@@ -55,7 +58,7 @@ func (s *S3) Lock(ctx context.Context, name, holder string, ttl time.Duration) (
 			l.etag = cur
 			break
 		}
-		if time.Now().Before(rec.Expires) || attempt >= 3 {
+		if (time.Now().Before(rec.Expires) && !holderGone(rec)) || attempt >= 3 {
 			return nil, &LockedError{Name: name, Holder: rec.Holder, Since: rec.Since}
 		}
 		etag, err = l.write(ctx, cur, time.Now())
@@ -76,6 +79,13 @@ func (s *S3) Lock(ctx context.Context, name, holder string, ttl time.Duration) (
 }
 
 var errNoLease = errors.New("no lease object")
+
+// holderGone reports whether rec's holder is a process of this machine's
+// PID namespace that no longer exists, such as a run killed with SIGKILL.
+func holderGone(rec lockRecord) bool {
+	return rec.PID > 0 && rec.Scope != "" && rec.Scope == processScope() &&
+		rec.PID != os.Getpid() && processGone(rec.PID)
+}
 
 func preconditionFailed(err error) bool {
 	// 412 Precondition Failed; 409 ConditionalRequestConflict when two
@@ -108,7 +118,8 @@ func (l *s3Lease) write(ctx context.Context, ifMatch string, now time.Time) (str
 	if since.IsZero() {
 		since = now
 	}
-	body, _ := json.Marshal(lockRecord{Holder: l.holder, Since: since.UTC(), Expires: now.Add(l.ttl).UTC(), Token: l.token})
+	body, _ := json.Marshal(lockRecord{Holder: l.holder, Since: since.UTC(), Expires: now.Add(l.ttl).UTC(), Token: l.token,
+		PID: os.Getpid(), Scope: processScope()})
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(l.s.bucket),
 		Key:           aws.String(l.key),

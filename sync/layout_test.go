@@ -78,7 +78,7 @@ func TestLayoutExpand(t *testing.T) {
 }
 
 func TestCheckKey(t *testing.T) {
-	for _, k := range []string{".artifact-sync/manifest/x", ".artifact-sync", "a/../b", "/abs", ""} {
+	for _, k := range []string{".artifact-sync/manifest/x", ".artifact-sync", ".ARTIFACT-SYNC/lock", ".Artifact-Sync. /x", "a/../b", "/abs", ""} {
 		if err := checkKey(k); err == nil {
 			t.Errorf("checkKey(%q) = nil, want refusal", k)
 		}

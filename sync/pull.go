@@ -146,6 +146,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		return sum, err
 	}
 	e.man = m
+	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency)}
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
@@ -192,6 +193,8 @@ type engine struct {
 	man  *manifest.Manifest
 	opts PullOptions
 	log  *slog.Logger
+
+	commits *committer // writes man's records in groups
 
 	mu  stdsync.Mutex
 	sum *Summary
@@ -265,12 +268,15 @@ func (e *engine) plan(arts []*Artifact) ([]*Artifact, error) {
 }
 
 // checkKey refuses keys the sink would refuse and keys inside the tool's own
-// folder.
+// folder, in any case and with trailing dots or spaces: file systems that
+// ignore case (macOS, Windows) or those (Windows) would put ".Artifact-Sync/x"
+// or ".artifact-sync./x" there too.
 func checkKey(key string) error {
 	if err := sink.ValidKey(key); err != nil {
 		return err
 	}
-	if key == StateDir || strings.HasPrefix(key, StateDir+"/") {
+	first, _, _ := strings.Cut(key, "/")
+	if strings.EqualFold(strings.TrimRight(first, ". "), StateDir) {
 		return fmt.Errorf("key %q is inside %s/, which artifact-sync keeps for itself", key, StateDir)
 	}
 	return nil
@@ -465,7 +471,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		}
 		return err
 	}
-	if err := e.man.Record(manifest.Entry{
+	if err := e.commits.record(ctx, manifest.Entry{
 		ID: manifestID(a), Key: a.Key, Size: info.Size, SHA256: info.SHA256,
 		ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"),
 	}); err != nil {

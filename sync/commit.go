@@ -1,0 +1,78 @@
+package sync
+
+import (
+	"context"
+	stdsync "sync"
+	"time"
+
+	"github.com/artifact-sync/artifact-sync/manifest"
+)
+
+// committer makes manifest records durable in groups. The manifest writes
+// what is recorded once a second on its own; a run killed within that second
+// would fetch again everything that finished in it, which for small files is
+// hundreds. So no more than limit records may wait for their journal: the
+// transfer whose record goes over the limit writes one journal for every
+// record waiting (group commit), and the transfers that finish meanwhile wait
+// for it. A run killed at any instant thus leaves at most limit finished
+// transfers, besides those in flight, to fetch again, at the cost of one
+// journal write per limit transfers.
+type committer struct {
+	man   *manifest.Manifest
+	limit uint64
+
+	mu       stdsync.Mutex
+	recorded uint64        // records made
+	durable  uint64        // records known to be in the store
+	flushing chan struct{} // closed when the journal write under way ends; nil if none
+}
+
+// record records e and waits until at most limit records are not yet
+// durable.
+func (c *committer) record(ctx context.Context, e manifest.Entry) error {
+	c.mu.Lock()
+	// Counted under mu with the Record itself, so that a flush that starts
+	// after reading recorded holds every record it counts.
+	if err := c.man.Record(e); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.recorded++
+	n := c.recorded
+	c.mu.Unlock()
+	if n <= c.limit {
+		return nil
+	}
+	return c.sync(ctx, n-c.limit)
+}
+
+// sync waits until the first n records are durable, writing a journal if no
+// write under way covers them. An interrupt does not cut the write short:
+// the records are worth keeping.
+func (c *committer) sync(ctx context.Context, n uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.durable < n {
+		if ch := c.flushing; ch != nil {
+			c.mu.Unlock()
+			<-ch
+			c.mu.Lock()
+			continue
+		}
+		ch := make(chan struct{})
+		c.flushing = ch
+		target := c.recorded
+		c.mu.Unlock()
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := c.man.Flush(fctx)
+		cancel()
+		c.mu.Lock()
+		c.flushing = nil
+		close(ch)
+		if err != nil {
+			return err
+		}
+		c.durable = max(c.durable, target)
+	}
+	return nil
+}

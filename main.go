@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
@@ -107,8 +107,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		err = usagef("%s (see 'artifact-sync --help')", first)
 	}
-	fmt.Fprintln(stderr, "artifact-sync: "+oneLine(err.Error()))
-	return exitCode(ctx, err)
+	code := exitCode(ctx, err)
+	msg := oneLine(err.Error())
+	var errno syscall.Errno
+	switch {
+	case code == exitInterrupted:
+		msg = interrupted(cmd, err)
+	case sink.IsPermanent(err) && errors.As(err, &errno) && cmd != nil && cmd.Name() == "pull":
+		// A full, read-only or forbidden directory.
+		msg += "; fix the destination, then run the same command again to resume"
+	}
+	fmt.Fprintln(stderr, "artifact-sync: "+msg)
+	return code
+}
+
+// interrupted says that a run was stopped by a signal, and what else went
+// wrong while it stopped, rather than "context canceled".
+func interrupted(cmd *cobra.Command, err error) string {
+	msg := "interrupted"
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !errors.Is(e, context.Canceled) {
+				msg += "; " + oneLine(e.Error())
+			}
+		}
+	}
+	if msg == "interrupted" && cmd != nil && cmd.Name() == "pull" {
+		msg += "; what finished is recorded: run the same command again to resume"
+	}
+	return msg
 }
 
 func oneLine(s string) string {
@@ -128,7 +155,11 @@ func exitCode(ctx context.Context, err error) int {
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
 		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound),
 		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
-		errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrDestination):
+		errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrDestination),
+		// An unusable destination, whether found at the start (read-only,
+		// a missing bucket) or mid-run (a full disk): the run cannot go on
+		// and a rerun fails alike until someone fixes it.
+		sink.IsPermanent(err):
 		return exitUsage
 	}
 	if ctx.Err() != nil {
@@ -486,7 +517,9 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	}
 	api := ccsync.LimitAPI(client, 8)
 	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
-	if sum != nil && !a.dryRun {
+	// A run that stopped before it transferred anything (a lock held, a
+	// token rejected, a layout refused) has nothing to sum up but the error.
+	if sum != nil && !a.dryRun && (err == nil || sum.Transferred+sum.Skipped+sum.Failed > 0 || a.asJSON) {
 		a.report(sum)
 	}
 	if err != nil {

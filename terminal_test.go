@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,15 +13,10 @@ import (
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
 )
 
-// buildTool builds the artifact-sync binary into a temporary directory.
+// buildTool returns the artifact-sync binary TestMain built.
 func buildTool(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "artifact-sync")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return toolPath
 }
 
 func progressWorld() *circlecitest.World {

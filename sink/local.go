@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	stdsync "sync"
 	"syscall"
 	"time"
 )
@@ -149,8 +150,10 @@ func (l *Local) write(ctx context.Context, key string, f *os.File, cr *checkedRe
 }
 
 func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedReader) (Info, error) {
-	buf := make([]byte, 256<<10)
-	if _, err := io.CopyBuffer(onlyWriter{f}, cr, buf); err != nil {
+	buf := copyBuffers.Get().(*[]byte)
+	_, err := io.CopyBuffer(onlyWriter{f}, cr, *buf)
+	copyBuffers.Put(buf)
+	if err != nil {
 		return Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -179,6 +182,11 @@ func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedR
 	}
 	return Info{Key: key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
 }
+
+// copyBuffers are the buffers commit copies through: big enough that a
+// large file moves in few syscalls, reused so that thousands of small files
+// do not each allocate (and zero) one.
+var copyBuffers = stdsync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // onlyWriter hides *os.File's ReadFrom so io.CopyBuffer uses our buffer and
 // the checked reader sees every read.

@@ -30,12 +30,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/semaphore"
 )
 
 // Defaults for S3Config's zero values.
 const (
 	DefaultS3PartSize    = 8 << 20
 	DefaultS3Concurrency = 4
+	// DefaultS3MemoryLimit lets four multipart uploads with the default
+	// parts, or dozens of small objects, be buffered at once.
+	DefaultS3MemoryLimit = 256 << 20
 	minS3PartSize        = manager.MinUploadPartSize // 5 MiB, S3's minimum
 	maxS3CopySize        = 5 << 30                   // CopyObject's limit
 )
@@ -63,6 +67,10 @@ type S3Config struct {
 	Concurrency int
 	// HTTPClient, if set, makes every request.
 	HTTPClient *http.Client
+	// MemoryLimit caps the buffers of all concurrent Puts together
+	// (default DefaultS3MemoryLimit): a Put waits until its buffers fit.
+	// One Put is always let through, however much it needs.
+	MemoryLimit int64
 }
 
 // S3 is a Sink that writes objects below a prefix of an S3 bucket.
@@ -81,7 +89,8 @@ type S3Config struct {
 // the first part read to choose between PutObject and multipart (with a
 // known size above PartSize, (Concurrency+2) × PartSize). That is 56 MiB
 // with the defaults of 8 MiB × 4 (48 MiB for a known size) and 35 MiB with
-// the minimum 5 MiB × 4. Concurrent Puts each need their own. S3 allows
+// the minimum 5 MiB × 4. Concurrent Puts each need their own, within
+// S3Config.MemoryLimit for all of them together. S3 allows
 // 10,000 parts, so an object of unknown size is limited to 10,000 ×
 // PartSize (78 GiB with the default); for a known larger size the parts,
 // and the memory, grow to fit.
@@ -105,6 +114,8 @@ type S3 struct {
 	endpoint    string // for messages
 	partSize    int64
 	concurrency int
+	memLimit    int64
+	mem         *semaphore.Weighted // bytes of buffers Puts may hold
 }
 
 var (
@@ -203,7 +214,12 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		endpoint:    endpoint,
 		partSize:    cfg.PartSize,
 		concurrency: cfg.Concurrency,
+		memLimit:    cfg.MemoryLimit,
 	}
+	if s.memLimit <= 0 {
+		s.memLimit = DefaultS3MemoryLimit
+	}
+	s.mem = semaphore.NewWeighted(s.memLimit)
 	s.uploader = manager.NewUploader(client, func(u *manager.Uploader) {
 		u.PartSize = cfg.PartSize
 		u.Concurrency = cfg.Concurrency
@@ -390,23 +406,50 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		return Info{}, err
 	}
 	cr := newCheckedReader(ctx, r, opts.Size, 0, nil)
+	multipart := int64(s.concurrency+3) * s.partSize
 	if opts.Size >= 0 && opts.Size > s.partSize {
+		held, err := s.reserve(ctx, multipart)
+		if err != nil {
+			return Info{}, err
+		}
+		defer s.mem.Release(held)
 		return s.putMultipart(ctx, key, cr, cr, opts)
 	}
 	n := s.partSize + 1
+	want := multipart // it may turn out longer than a part
 	if opts.Size >= 0 {
 		n = opts.Size + 1
+		want = n
 	}
+	held, err := s.reserve(ctx, want)
+	if err != nil {
+		return Info{}, err
+	}
+	defer func() { s.mem.Release(held) }()
 	buf := make([]byte, n)
 	m, err := fill(cr, buf)
 	switch {
 	case err == nil: // longer than a part, size unknown
 		return s.putMultipart(ctx, key, io.MultiReader(bytes.NewReader(buf[:m]), cr), cr, opts)
 	case err == io.EOF:
+		if held > n {
+			s.mem.Release(held - n)
+			held = n
+		}
 		return s.putSingle(ctx, key, buf[:m], opts)
 	default:
 		return Info{}, s.classify("put", key, err)
 	}
+}
+
+// reserve waits until n bytes of buffers fit in the memory limit (all of it,
+// if n is more) and returns how much it took.
+func (s *S3) reserve(ctx context.Context, n int64) (int64, error) {
+	n = min(n, s.memLimit)
+	if err := s.mem.Acquire(ctx, n); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // fill reads into buf until it is full (nil error), the stream ends

@@ -16,9 +16,12 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -308,5 +311,80 @@ func TestS3LockOfKilledHolder(t *testing.T) {
 	t.Logf("took over the lease of the killed holder in %s", time.Since(start))
 	if err := lease.Release(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// activeReader counts how many Puts are at work at once: from the first
+// Read of their stream until they return.
+type activeReader struct {
+	r       io.Reader
+	started bool
+	active  *atomic.Int32
+	peak    *atomic.Int32
+}
+
+func (a *activeReader) Read(p []byte) (int, error) {
+	if !a.started {
+		a.started = true
+		n := a.active.Add(1)
+		for {
+			old := a.peak.Load()
+			if n <= old || a.peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+	}
+	return a.r.Read(p)
+}
+
+// done ends the count of a reader whose Put has returned.
+func (a *activeReader) done() {
+	if a.started {
+		a.active.Add(-1)
+	}
+}
+
+// TestS3MemoryLimit: Puts together never buffer more than MemoryLimit, so a
+// pull with many transfers at once cannot run the machine out of memory;
+// a Put that needs more than the limit still runs, alone.
+func TestS3MemoryLimit(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	cfg := env.Config("mem")
+	cfg.MemoryLimit = 6 << 20 // less than one multipart upload's 7 × 5 MiB
+	s, err := sink.NewS3(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var active, peak atomic.Int32
+	const size = 12 << 20
+	g, ctx := errgroup.WithContext(t.Context())
+	for i := range 4 {
+		g.Go(func() error {
+			data := bytes.Repeat([]byte{byte('a' + i)}, size)
+			r := &activeReader{r: bytes.NewReader(data), active: &active, peak: &peak}
+			info, err := s.Put(ctx, fmt.Sprintf("big-%d", i), r, sink.PutOptions{Size: size})
+			r.done()
+			if err == nil && info.Size != size {
+				err = fmt.Errorf("put %d bytes, want %d", info.Size, size)
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d uploads buffered at once within a limit that fits one", p)
+	}
+	for i := range 4 {
+		rc, err := s.Open(t.Context(), fmt.Sprintf("big-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + i)}, size)) {
+			t.Errorf("big-%d: %d bytes read back, not what was put", i, len(got))
+		}
 	}
 }

@@ -411,7 +411,7 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 	}
 	c, err := circleci.New(circleci.Config{
 		Host: host, Token: token, UserAgent: "artifact-sync/" + version(),
-		IdleTimeout: a.idle, Logger: a.log, MaxConns: max(a.conc, 8),
+		IdleTimeout: a.idle, Logger: a.log, MaxConns: max(a.conc, a.streams, 8),
 	})
 	if errors.Is(err, circleci.ErrNoToken) {
 		return slug, nil, usagef("no CircleCI token: set CIRCLE_TOKEN or pass --token (create a personal API token at https://app.circleci.com/settings/user/tokens)")

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -437,4 +438,68 @@ func TestVerifyCatchesChangedAndDeletedFiles(t *testing.T) {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// slowSink reads each body to its end, then holds the write until release
+// is closed: a disk whose fsync and rename take their time.
+type slowSink struct {
+	*sink.Local
+	release chan struct{}
+	waiting atomic.Int32
+}
+
+func (s *slowSink) Put(ctx context.Context, key string, r io.Reader, opts sink.PutOptions) (sink.Info, error) {
+	if strings.HasPrefix(key, ccsync.StateDir+"/") {
+		return s.Local.Put(ctx, key, r, opts)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return sink.Info{}, err
+	}
+	s.waiting.Add(1)
+	<-s.release
+	return s.Local.Put(ctx, key, bytes.NewReader(data), opts)
+}
+
+// TestPullDownloadsWhileTheDiskWrites: a transfer whose body has arrived
+// gives its download slot to the next one while the destination writes it
+// out, so a slow disk does not idle the network; downloads still never
+// exceed -j.
+func TestPullDownloadsWhileTheDiskWrites(t *testing.T) {
+	w := circlecitest.NewWorld()
+	j := w.AddProject("gh/acme/widgets", "main").AddPipeline("main").AddWorkflow("build").AddJob("many", circlecitest.JobOptions{})
+	for i := range 12 {
+		j.AddArtifact(0, "f"+strconv.Itoa(i), 1000)
+	}
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	local, _ := localSink(t)
+	dest := &slowSink{Local: local, release: make(chan struct{})}
+	opts := pullOpts()
+	opts.Concurrency = 2
+	type result struct {
+		sum *ccsync.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+		done <- result{sum, err}
+	}()
+	// With -j 2, four bodies arrive while the first two wait for the disk.
+	deadline := time.Now().Add(10 * time.Second)
+	for dest.waiting.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := dest.waiting.Load(); n != 4 {
+		t.Errorf("%d transfers downloaded while the disk held the first ones, want 4 (2 writing, 2 more downloaded)", n)
+	}
+	close(dest.release)
+	r := <-done
+	if r.err != nil || r.sum.Transferred != 12 {
+		t.Fatalf("%+v, %v", r.sum, r.err)
+	}
+	if peak := srv.PeakConcurrentDownloads(); peak > 2 {
+		t.Errorf("%d downloads at once with -j 2", peak)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -37,6 +38,45 @@ import (
 // permanent (IsPermanent) and name the path.
 type Local struct {
 	root string
+
+	// partials says whether partial writes may exist, so that the many
+	// transfers of a run that has none (almost every run) skip the
+	// syscalls of looking for and removing them.
+	partials atomic.Int32 // partialsUnknown, partialsNone or partialsSome
+	tmpReady atomic.Bool  // DEST/.artifact-sync/tmp was created
+}
+
+const (
+	partialsUnknown = iota
+	partialsNone
+	partialsSome
+)
+
+// mayHavePartials reports whether a partial write may exist: false once the
+// partial folder was found empty or missing, until this Local keeps one.
+func (l *Local) mayHavePartials() bool {
+	switch l.partials.Load() {
+	case partialsNone:
+		return false
+	case partialsSome:
+		return true
+	}
+	d, err := os.Open(l.stateDir("partial"))
+	if errors.Is(err, fs.ErrNotExist) {
+		l.partials.CompareAndSwap(partialsUnknown, partialsNone)
+		return l.partials.Load() != partialsNone
+	}
+	if err != nil {
+		return true
+	}
+	names, _ := d.Readdirnames(1)
+	d.Close()
+	if len(names) == 0 {
+		l.partials.CompareAndSwap(partialsUnknown, partialsNone)
+		return l.partials.Load() != partialsNone
+	}
+	l.partials.Store(partialsSome)
+	return true
 }
 
 var (
@@ -105,13 +145,20 @@ func localErr(err error) error {
 // lets the kernel apply the umask, unlike os.CreateTemp's 0o600.
 func (l *Local) newTemp() (*os.File, error) {
 	dir := l.stateDir("tmp")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, localErr(err)
-	}
 	for range 10 {
+		if !l.tmpReady.Load() {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, localErr(err)
+			}
+			l.tmpReady.Store(true)
+		}
 		name := filepath.Join(dir, rand.Text())
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-		if errors.Is(err, fs.ErrExist) {
+		switch {
+		case errors.Is(err, fs.ErrExist):
+			continue
+		case errors.Is(err, fs.ErrNotExist):
+			l.tmpReady.Store(false) // someone removed it: create it again
 			continue
 		}
 		return f, localErr(err)
@@ -151,7 +198,7 @@ func (l *Local) write(ctx context.Context, key string, f *os.File, cr *checkedRe
 
 func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedReader) (Info, error) {
 	buf := copyBuffers.Get().(*[]byte)
-	_, err := io.CopyBuffer(onlyWriter{f}, cr, *buf)
+	_, err := io.CopyBuffer(&writebackWriter{f: f, kicked: cr.n, wrote: cr.n}, cr, *buf)
 	copyBuffers.Put(buf)
 	if err != nil {
 		return Info{}, err
@@ -167,13 +214,19 @@ func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedR
 		return Info{}, err
 	}
 	dst := l.path(key)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return Info{}, err
-	}
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	if err := os.Rename(f.Name(), dst); err != nil {
+	// Most keys go to folders that exist by now: create the folder only
+	// when the rename says it is missing.
+	err = os.Rename(f.Name(), dst)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return Info{}, err
+		}
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
 		return Info{}, err
 	}
 	f.Close()
@@ -188,11 +241,28 @@ func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedR
 // do not each allocate (and zero) one.
 var copyBuffers = stdsync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
-// onlyWriter hides *os.File's ReadFrom so io.CopyBuffer uses our buffer and
-// the checked reader sees every read.
-type onlyWriter struct{ w io.Writer }
+// writebackStep is how much of a file arrives between two requests to the
+// kernel to start writing it to disk.
+const writebackStep = 8 << 20
 
-func (w onlyWriter) Write(p []byte) (int, error) { return w.w.Write(p) }
+// writebackWriter writes to the end of f and starts the disk writes of
+// every writebackStep bytes as they arrive, so that a large file's fsync
+// does not have to write it all at the end. It hides *os.File's ReadFrom,
+// so io.CopyBuffer uses our buffer and the checked reader sees every read.
+type writebackWriter struct {
+	f             *os.File
+	kicked, wrote int64 // offsets: writeback started below kicked; written below wrote
+}
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.wrote += int64(n)
+	if w.wrote-w.kicked >= writebackStep {
+		startWriteback(w.f, w.kicked, w.wrote-w.kicked)
+		w.kicked = w.wrote
+	}
+	return n, err
+}
 
 type partialMeta struct {
 	Key       string `json:"key"`
@@ -208,6 +278,7 @@ func (l *Local) partialPath(key string) string {
 // the validator first. It is best effort: if it fails, the bytes are dropped.
 func (l *Local) keepPartial(key string, f *os.File, validator string) {
 	defer f.Close()
+	l.partials.Store(partialsSome)
 	p := l.partialPath(key)
 	meta, _ := json.Marshal(partialMeta{Key: key, Validator: validator})
 	err := f.Sync()
@@ -247,6 +318,9 @@ func writeFileAtomic(l *Local, path string, data []byte) error {
 }
 
 func (l *Local) removePartial(key string) {
+	if !l.mayHavePartials() {
+		return
+	}
 	p := l.partialPath(key)
 	os.Remove(p)
 	os.Remove(p + ".json")
@@ -256,6 +330,9 @@ func (l *Local) removePartial(key string) {
 func (l *Local) Partial(ctx context.Context, key string) (int64, string, error) {
 	if err := l.checkKey(key); err != nil {
 		return 0, "", err
+	}
+	if !l.mayHavePartials() {
+		return 0, "", nil
 	}
 	p := l.partialPath(key)
 	fi, err := os.Stat(p)
@@ -336,6 +413,9 @@ func (l *Local) claimPartial(key string) (*os.File, error) {
 func (l *Local) DiscardPartial(ctx context.Context, key string) error {
 	if err := l.checkKey(key); err != nil {
 		return err
+	}
+	if !l.mayHavePartials() {
+		return nil
 	}
 	p := l.partialPath(key)
 	for _, name := range []string{p, p + ".json"} {

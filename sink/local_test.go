@@ -3,12 +3,16 @@ package sink_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	stdsync "sync"
 	"testing"
 
 	"github.com/artifact-sync/artifact-sync/sink"
@@ -85,5 +89,88 @@ func TestLocalLockMessage(t *testing.T) {
 	var le *sink.LockedError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "host ci-7 pid 1234 run abc") || le.Since.IsZero() {
 		t.Errorf("Lock of a held lock: %v", err)
+	}
+}
+
+// TestLocalRangedWrite: an object written in pieces, out of order and
+// concurrently, is committed with the SHA-256 of its whole content; one
+// with a piece missing, or aborted, leaves nothing behind.
+func TestLocalRangedWrite(t *testing.T) {
+	const piece, pieces = 1 << 20, 20
+	data := make([]byte, piece*pieces+777)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	want := sha256.Sum256(data)
+	order := rand.New(rand.NewPCG(1, 2)).Perm(pieces + 1)
+
+	write := func(t *testing.T, p sink.Pending, skip int) {
+		var wg stdsync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := w; k < len(order); k += 4 {
+					i := order[k]
+					if i == skip {
+						continue
+					}
+					b := data[i*piece : min(len(data), (i+1)*piece)]
+					// In two writes, as a stream's reads arrive.
+					if _, err := p.WriteAt(b[:len(b)/2], int64(i*piece)); err != nil {
+						t.Error(err)
+					}
+					if _, err := p.WriteAt(b[len(b)/2:], int64(i*piece+len(b)/2)); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	dir := t.TempDir()
+	l, err := sink.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Create(t.Context(), "out/big.bin", int64(len(data)), sink.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p, -1)
+	info, err := p.Commit(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.SHA256 != hex.EncodeToString(want[:]) || info.Size != int64(len(data)) {
+		t.Errorf("Commit: %+v, want size %d and sha256 %x", info, len(data), want)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "out/big.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the committed file differs from what was written (%d bytes, %v)", len(got), err)
+	}
+
+	p, err = l.Create(t.Context(), "out/holey.bin", int64(len(data)), sink.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p, 7)
+	if _, err := p.Commit(t.Context()); !errors.Is(err, sink.ErrShortStream) {
+		t.Errorf("Commit with a piece missing: %v, want ErrShortStream", err)
+	}
+	p, err = l.Create(t.Context(), "out/aborted.bin", int64(len(data)), sink.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p, 3)
+	p.Abort()
+	for _, name := range []string{"out/holey.bin", "out/aborted.bin"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v, want nothing there", name, err)
+		}
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(dir, ".artifact-sync", "tmp")); len(tmp) != 0 {
+		t.Errorf("temporary files left behind: %v", tmp)
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"sync"
 )
 
@@ -34,7 +37,11 @@ type Pending interface {
 }
 
 // Create implements RangeWriter: a temporary file of the full size under
-// .artifact-sync/tmp, written in place, hashed, synced and renamed on Commit.
+// .artifact-sync/tmp, written in place and renamed on Commit. The SHA-256
+// is computed as the file fills: a goroutine hashes the written prefix of
+// the file (read back from the page cache) as soon as it grows, and starts
+// its writes to disk, so Commit is left with little to hash and to sync
+// when the pieces arrive roughly in order.
 func (l *Local) Create(ctx context.Context, key string, size int64, opts PutOptions) (Pending, error) {
 	if err := l.checkKey(key); err != nil {
 		return nil, err
@@ -51,7 +58,10 @@ func (l *Local) Create(ctx context.Context, key string, size int64, opts PutOpti
 		os.Remove(f.Name())
 		return nil, localErr(fmt.Errorf("create %s: %w", l.path(key), err))
 	}
-	return &localPending{l: l, key: key, f: f, size: size}, nil
+	p := &localPending{l: l, key: key, f: f, size: size, h: sha256.New(), hashed: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	go p.hash()
+	return p, nil
 }
 
 type localPending struct {
@@ -61,14 +71,99 @@ type localPending struct {
 	size int64
 	once sync.Once
 	done bool
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when the written prefix grows or on stop
+	spans   []span     // written ranges, sorted and merged
+	stopped bool
+	h       hash.Hash
+	hashErr error
+	hashed  chan struct{} // closed when hash returns
 }
+
+// span is a written range [from, to).
+type span struct{ from, to int64 }
 
 func (p *localPending) WriteAt(b []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(b)) > p.size {
 		return 0, fmt.Errorf("write %s: bytes %d-%d past the declared size %d", p.l.path(p.key), off, off+int64(len(b)), p.size)
 	}
 	n, err := p.f.WriteAt(b, off)
+	if n > 0 {
+		p.mu.Lock()
+		if p.add(span{off, off + int64(n)}) {
+			p.cond.Signal()
+		}
+		p.mu.Unlock()
+	}
 	return n, localErr(err)
+}
+
+// add records s as written and reports whether the prefix [0, x) written
+// in full grew. Pieces are written front to back, so s almost always
+// extends a span's end.
+func (p *localPending) add(s span) bool {
+	before := p.prefix()
+	i := sort.Search(len(p.spans), func(i int) bool { return p.spans[i].to >= s.from })
+	switch {
+	case i < len(p.spans) && p.spans[i].from <= s.to:
+		p.spans[i].from = min(p.spans[i].from, s.from)
+		p.spans[i].to = max(p.spans[i].to, s.to)
+	default:
+		p.spans = slices.Insert(p.spans, i, s)
+	}
+	// Merge the grown span with those it now touches.
+	for i+1 < len(p.spans) && p.spans[i+1].from <= p.spans[i].to {
+		p.spans[i].to = max(p.spans[i].to, p.spans[i+1].to)
+		p.spans = slices.Delete(p.spans, i+1, i+2)
+	}
+	return p.prefix() > before
+}
+
+// prefix is how many bytes from the start are written.
+func (p *localPending) prefix() int64 {
+	if len(p.spans) == 0 || p.spans[0].from > 0 {
+		return 0
+	}
+	return p.spans[0].to
+}
+
+// hash follows the written prefix to the end of the file, hashing it and
+// starting its writes to disk.
+func (p *localPending) hash() {
+	defer close(p.hashed)
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	var done, kicked int64
+	for done < p.size {
+		p.mu.Lock()
+		for p.prefix() <= done && !p.stopped {
+			p.cond.Wait()
+		}
+		end, stopped := p.prefix(), p.stopped
+		p.mu.Unlock()
+		if stopped {
+			return
+		}
+		if _, err := io.CopyBuffer(p.h, io.NewSectionReader(p.f, done, end-done), *buf); err != nil {
+			p.hashErr = err
+			return
+		}
+		done = end
+		if done-kicked >= writebackStep || done == p.size {
+			startWriteback(p.f, kicked, done-kicked)
+			kicked = done
+		}
+	}
+}
+
+// stop ends hash early.
+func (p *localPending) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	<-p.hashed
 }
 
 func (p *localPending) Commit(ctx context.Context) (Info, error) {
@@ -77,18 +172,22 @@ func (p *localPending) Commit(ctx context.Context) (Info, error) {
 		p.Abort()
 		return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
 	}
+	p.mu.Lock()
+	complete := p.prefix() == p.size
+	p.mu.Unlock()
+	if !complete {
+		return fail(ErrShortStream)
+	}
+	select {
+	case <-p.hashed:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	if p.hashErr != nil {
+		return fail(p.hashErr)
+	}
 	if err := p.f.Sync(); err != nil {
 		return fail(err)
-	}
-	// Hash what is on disk: the pieces arrived out of order.
-	h := sha256.New()
-	buf := make([]byte, 256<<10)
-	n, err := io.CopyBuffer(h, io.NewSectionReader(p.f, 0, p.size), buf)
-	if err != nil {
-		return fail(err)
-	}
-	if n != p.size {
-		return fail(ErrShortStream)
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
@@ -109,7 +208,7 @@ func (p *localPending) Commit(ctx context.Context) (Info, error) {
 		return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
 	}
 	p.l.removePartial(p.key)
-	return Info{Key: p.key, Size: p.size, SHA256: hex.EncodeToString(h.Sum(nil)), ModTime: fi.ModTime()}, nil
+	return Info{Key: p.key, Size: p.size, SHA256: hex.EncodeToString(p.h.Sum(nil)), ModTime: fi.ModTime()}, nil
 }
 
 func (p *localPending) Abort() error {
@@ -117,6 +216,7 @@ func (p *localPending) Abort() error {
 		return nil
 	}
 	p.once.Do(func() {
+		p.stop()
 		p.f.Close()
 		os.Remove(p.f.Name())
 	})

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	stdsync "sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 
@@ -59,11 +61,15 @@ type part struct {
 	done        int64 // bytes written so far
 }
 
-// fetchRanges downloads a of size bytes into a pending object in parallel
-// ranges. The first range is read from resp, the GET already under way; the
-// others are fetched with If-Range on the response's ETag, so a file that
-// changes meanwhile is noticed instead of stitched together. Each range is
-// retried on its own, from where it stopped.
+// fetchRanges downloads a of size bytes into a pending object over several
+// connections. The file is cut into chunks that the streams take in order,
+// each the next one not yet taken, so the file fills from the front (the
+// sink hashes and flushes its written prefix as it grows) and a slow
+// connection delays only its own chunk. The first chunk is read from resp,
+// the GET already under way; the others are fetched with If-Range on the
+// response's ETag, so a file that changes meanwhile is noticed instead of
+// stitched together. Each chunk is retried on its own, from where it
+// stopped.
 func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Response, rw sink.RangeWriter, rd RangeDownloader, opts sink.PutOptions) (sink.Info, error) {
 	size := resp.ContentLength
 	pending, err := rw.Create(ctx, a.Key, size, opts)
@@ -72,16 +78,26 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	}
 	defer pending.Abort()
 
-	n := int64(e.opts.MultiThreadStreams)
-	const minPart = 1 << 20
-	n = max(1, min(n, size/minPart))
-	parts := make([]*part, n)
-	for i := range n {
-		parts[i] = &part{first: size * i / n, last: size*(i+1)/n - 1}
-	}
+	chunk := chunkSize(size, e.opts.MultiThreadStreams)
+	chunks := (size + chunk - 1) / chunk
+	streams := min(int64(e.opts.MultiThreadStreams), chunks)
+	var next atomic.Int64
+	next.Store(streams) // stream i starts with chunk i
 	validator := resp.Header.Get("ETag")
 	if validator == "" {
 		validator = resp.Header.Get("Last-Modified")
+	}
+
+	// Measure the connection first: one that is already fast needs no
+	// help, and more streams would only cost CPU and requests.
+	first := &part{first: 0, last: chunk - 1}
+	fast := e.probe(resp.Body, first, pending)
+	if fast || streams == 1 {
+		first.last = size - 1
+		if err := e.fetchPart(ctx, a, first, resp.Body, rd, pending, validator); err != nil {
+			return sink.Info{}, err
+		}
+		return pending.Commit(ctx)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -89,7 +105,7 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	var wg stdsync.WaitGroup
 	var mu stdsync.Mutex
 	var firstErr error
-	for i, p := range parts {
+	for i := range streams {
 		var body io.ReadCloser
 		if i == 0 {
 			body = resp.Body
@@ -97,13 +113,22 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := e.fetchPart(ctx, a, p, body, rd, pending, validator); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
+			for c := i; c < chunks && ctx.Err() == nil; c = next.Add(1) - 1 {
+				p := &part{first: c * chunk, last: min(size, (c+1)*chunk) - 1}
+				if c == 0 {
+					p = first
 				}
-				mu.Unlock()
+				err := e.fetchPart(ctx, a, p, body, rd, pending, validator)
+				body = nil
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
 			}
 		}()
 	}
@@ -111,7 +136,50 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	if firstErr != nil {
 		return sink.Info{}, firstErr
 	}
+	if err := ctx.Err(); err != nil {
+		return sink.Info{}, err
+	}
 	return pending.Commit(ctx)
+}
+
+// Probing the first connection of a multi-stream download.
+const (
+	probeTime = 100 * time.Millisecond
+	// fastStream is a connection's rate above which a single stream is
+	// kept: near what hashing and writing take on a small machine, so more
+	// connections would not make the file arrive sooner.
+	fastStream = 128 << 20 // bytes per second
+)
+
+// probe reads the start of p from body, the GET already under way, for
+// probeTime or until p is done, and reports whether the connection is fast
+// enough to carry the whole file alone. A read error is left for fetchPart
+// to meet again and retry.
+func (e *engine) probe(body io.Reader, p *part, w io.WriterAt) bool {
+	start := time.Now()
+	want := p.last - p.first + 1
+	buf := make([]byte, 64<<10)
+	for p.done < want && time.Since(start) < probeTime {
+		n, err := body.Read(buf[:min(int64(len(buf)), want-p.done)])
+		if n > 0 {
+			if _, werr := w.WriteAt(buf[:n], p.first+p.done); werr != nil {
+				return false
+			}
+			p.done += int64(n)
+			e.opts.Progress.AddBytes(int64(n))
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return float64(p.done)/max(time.Since(start).Seconds(), 1e-6) >= fastStream
+}
+
+// chunkSize cuts size bytes for streams connections: about eight chunks per
+// stream, so that the streams stay near the front of the file together,
+// between 1 MiB (not too many requests) and 64 MiB.
+func chunkSize(size int64, streams int) int64 {
+	return min(max(size/int64(streams*8), 1<<20), 64<<20)
 }
 
 // fetchPart fills one range, starting with body when it is not nil, and

@@ -503,3 +503,33 @@ func TestPullDownloadsWhileTheDiskWrites(t *testing.T) {
 		t.Errorf("%d downloads at once with -j 2", peak)
 	}
 }
+
+// TestPullReusesConnections: hundreds of small downloads go over about -j
+// kept-alive connections, not one connection (and, for real, one TLS
+// handshake) each.
+func TestPullReusesConnections(t *testing.T) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main").AddPipeline("main").AddWorkflow("build")
+	for j := range 4 {
+		job := p.AddJob("job-"+strconv.Itoa(j), circlecitest.JobOptions{})
+		for i := range 50 {
+			job.AddArtifact(0, "f"+strconv.Itoa(i), 512)
+		}
+	}
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Latency: 2 * time.Millisecond})
+	client := newClient(t, srv.URL)
+	dest, _ := localSink(t)
+	opts := pullOpts()
+	opts.Concurrency = 4
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Transferred != 200 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	if n := srv.Connections(circlecitest.HostArtifacts); n > 2*opts.Concurrency {
+		t.Errorf("200 downloads with -j %d opened %d connections: they are not kept alive", opts.Concurrency, n)
+	}
+	if n := srv.Connections(circlecitest.HostAPI); n > 8 {
+		t.Errorf("the API listings opened %d connections, more than the 8 requests allowed in flight", n)
+	}
+	t.Logf("%d artifact-host and %d API connections for 200 downloads", srv.Connections(circlecitest.HostArtifacts), srv.Connections(circlecitest.HostAPI))
+}

@@ -113,17 +113,17 @@ func NewServer(w *World, opts Options) (*Server, error) {
 	sum := sha256.Sum256(append([]byte("circlecitest secret"), seed[:]...))
 	s.secret = sum[:]
 
-	api, err := s.listen(http.HandlerFunc(s.serveAPI))
+	api, err := s.listen(HostAPI, http.HandlerFunc(s.serveAPI))
 	if err != nil {
 		return nil, err
 	}
 	s.URL = api + opts.PathPrefix
-	if s.ArtifactURL, err = s.listen(http.HandlerFunc(s.serveArtifactHost)); err != nil {
+	if s.ArtifactURL, err = s.listen(HostArtifacts, http.HandlerFunc(s.serveArtifactHost)); err != nil {
 		s.Close()
 		return nil, err
 	}
 	if opts.Redirect {
-		if s.StorageURL, err = s.listen(http.HandlerFunc(s.serveStorage)); err != nil {
+		if s.StorageURL, err = s.listen(HostStorage, http.HandlerFunc(s.serveStorage)); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -149,7 +149,7 @@ func Start(t testing.TB, w *World, opts Options) *Server {
 	return s
 }
 
-func (s *Server) listen(h http.Handler) (string, error) {
+func (s *Server) listen(host string, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("circlecitest: %w", err)
@@ -158,6 +158,11 @@ func (s *Server) listen(h http.Handler) (string, error) {
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, state http.ConnState) {
+			if state == http.StateNew {
+				s.stats.connected(host)
+			}
+		},
 	}
 	s.servers = append(s.servers, srv)
 	s.listeners = append(s.listeners, ln)

@@ -51,10 +51,11 @@ type stats struct {
 	inAPI         int
 	peakAPI       int
 	leaks         []Leak
+	conns         map[string]int // connections accepted, by host
 }
 
 func newStats() *stats {
-	return &stats{requests: make(map[string]int), downloads: make(map[*Artifact]*DownloadStats)}
+	return &stats{requests: make(map[string]int), downloads: make(map[*Artifact]*DownloadStats), conns: make(map[string]int)}
 }
 
 func (st *stats) reset() {
@@ -67,6 +68,13 @@ func (st *stats) reset() {
 	st.peakDownloads = st.inDownloads
 	st.peakAPI = st.inAPI
 	st.leaks = nil
+	st.conns = make(map[string]int)
+}
+
+func (st *stats) connected(host string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.conns[host]++
 }
 
 func (st *stats) record(lr LoggedRequest) {
@@ -130,6 +138,16 @@ func (st *stats) leak(l Leak) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.leaks = append(st.leaks, l)
+}
+
+// Connections returns how many TCP connections host (HostAPI,
+// HostArtifacts or HostStorage) has accepted since the last ResetStats: with
+// keep-alive, about as many as the client's concurrency, however many
+// requests it made.
+func (s *Server) Connections(host string) int {
+	s.stats.mu.Lock()
+	defer s.stats.mu.Unlock()
+	return s.stats.conns[host]
 }
 
 // Requests returns how many requests were made for route since the last

@@ -61,6 +61,10 @@ type PullOptions struct {
 	// DefaultMultiThreadStreams and 1 turns it off.
 	MultiThreadStreams int
 	MultiThreadCutoff  int64
+	// MultiThreadFastRate is the rate, in bytes per second, at which the
+	// first connection of a multi-stream download is kept alone (see
+	// DefaultMultiThreadFastRate); 0 means the default.
+	MultiThreadFastRate int64
 
 	// RetryInitial and RetryMax shape the backoff between attempts of one
 	// artifact (defaults 1s and 30s); tests make them small.
@@ -223,6 +227,9 @@ func (e *engine) defaults() {
 	}
 	if e.opts.MultiThreadStreams == 0 {
 		e.opts.MultiThreadStreams = DefaultMultiThreadStreams
+	}
+	if e.opts.MultiThreadFastRate <= 0 {
+		e.opts.MultiThreadFastRate = DefaultMultiThreadFastRate
 	}
 	if e.opts.MultiThreadCutoff <= 0 {
 		e.opts.MultiThreadCutoff = DefaultMultiThreadCutoff

@@ -142,14 +142,14 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	return pending.Commit(ctx)
 }
 
-// Probing the first connection of a multi-stream download.
-const (
-	probeTime = 100 * time.Millisecond
-	// fastStream is a connection's rate above which a single stream is
-	// kept: near what hashing and writing take on a small machine, so more
-	// connections would not make the file arrive sooner.
-	fastStream = 128 << 20 // bytes per second
-)
+// probeTime is how long the first connection of a multi-stream download is
+// measured before the others join.
+const probeTime = 100 * time.Millisecond
+
+// DefaultMultiThreadFastRate is a connection's rate above which a single
+// stream is kept: near what hashing and writing take on a small machine, so
+// more connections would not make the file arrive sooner.
+const DefaultMultiThreadFastRate = 128 << 20 // bytes per second
 
 // probe reads the start of p from body, the GET already under way, for
 // probeTime or until p is done, and reports whether the connection is fast
@@ -172,7 +172,7 @@ func (e *engine) probe(body io.Reader, p *part, w io.WriterAt) bool {
 			return false
 		}
 	}
-	return float64(p.done)/max(time.Since(start).Seconds(), 1e-6) >= fastStream
+	return float64(p.done)/max(time.Since(start).Seconds(), 1e-6) >= float64(e.opts.MultiThreadFastRate)
 }
 
 // chunkSize cuts size bytes for streams connections: about eight chunks per

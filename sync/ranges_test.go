@@ -21,10 +21,11 @@ func bigWorld(size int64) (*circlecitest.World, *circlecitest.Artifact) {
 func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 	const size = 6<<20 + 12345
 	for _, tc := range []struct {
-		name    string
-		opts    circlecitest.Options
-		streams int
-		faults  circlecitest.FaultFunc
+		name     string
+		opts     circlecitest.Options
+		streams  int
+		faults   circlecitest.FaultFunc
+		fastRate int64
 	}{
 		{name: "ranges", opts: circlecitest.Options{Bandwidth: 8 << 20}, streams: 4},
 		{name: "ranges through a redirect", opts: circlecitest.Options{Bandwidth: 8 << 20, Redirect: true}, streams: 4},
@@ -34,6 +35,8 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 		// file is fetched again over one connection.
 		{name: "server without ranges", opts: circlecitest.Options{NoRange: true}, streams: 4},
 		{name: "one stream", opts: circlecitest.Options{}, streams: 1},
+		// A first connection that is fast enough is kept alone.
+		{name: "fast first connection", opts: circlecitest.Options{Bandwidth: 8 << 20}, streams: 4, fastRate: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, a := bigWorld(size)
@@ -53,6 +56,7 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 			dest, dir := localSink(t)
 			opts := pullOpts()
 			opts.MultiThreadStreams, opts.MultiThreadCutoff = tc.streams, 1<<20
+			opts.MultiThreadFastRate = tc.fastRate
 			start := time.Now()
 			sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
 			if err != nil || sum.Transferred != 1 {
@@ -61,10 +65,12 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 			checkTree(t, dir, []*circlecitest.Artifact{a})
 			peak := srv.PeakConcurrentDownloads()
 			switch {
-			case tc.streams > 1 && !tc.opts.NoRange && peak < 2:
+			case tc.streams > 1 && !tc.opts.NoRange && tc.fastRate == 0 && peak < 2:
 				t.Errorf("peak of %d concurrent downloads: the file was not fetched in parallel ranges", peak)
-			case tc.streams == 1 && peak != 1:
-				t.Errorf("peak of %d concurrent downloads for one file without ranges", peak)
+			case (tc.streams == 1 || tc.fastRate > 0) && peak != 1:
+				t.Errorf("peak of %d concurrent downloads for one file over one connection", peak)
+			case tc.fastRate > 0 && srv.DownloadTotals().Started != 1:
+				t.Errorf("%d requests for a file one fast connection carried", srv.DownloadTotals().Started)
 			}
 			if tc.faults != nil && injected.Load() == 0 {
 				t.Error("no fault was injected")

@@ -273,6 +273,11 @@ func checkDir(t *testing.T, dir string, want mirror, complete bool) {
 				t.Errorf("%s is missing from the destination", k)
 			}
 		}
+		// A completed run leaves no temporary file behind, its own or
+		// a killed run's.
+		if tmp, _ := os.ReadDir(filepath.Join(dir, ".artifact-sync", "tmp")); len(tmp) > 0 {
+			t.Errorf("%d temporary files left in .artifact-sync/tmp after a completed run", len(tmp))
+		}
 	}
 }
 

@@ -567,7 +567,29 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, localErr(fmt.Errorf("lock: %w", err))
 	}
-	return lockFile(filepath.Join(dir, name), name, holder)
+	lease, err := lockFile(filepath.Join(dir, name), name, holder)
+	if err == nil && name == DefaultLockName {
+		l.removeStaleTemps()
+	}
+	return lease, err
+}
+
+// removeStaleTemps deletes the temporary files a killed run left in
+// DEST/.artifact-sync/tmp. Only the holder of the destination's lock writes
+// there, so once it is held, every file in tmp is a leftover (a large one
+// can be gigabytes). Partial writes kept for resuming live in partial/ and
+// stay.
+func (l *Local) removeStaleTemps() {
+	dir := l.stateDir("tmp")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // lockRecord is what a lock file or lease object says about its holder.

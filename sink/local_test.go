@@ -92,6 +92,39 @@ func TestLocalLockMessage(t *testing.T) {
 	}
 }
 
+// TestLocalLockRemovesStaleTemps: a killed run leaves its temporary files
+// in .artifact-sync/tmp; the next run to take the lock deletes them, and
+// keeps the partial writes it may resume.
+func TestLocalLockRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, ".artifact-sync", "tmp")
+	partial := filepath.Join(dir, ".artifact-sync", "partial")
+	for _, d := range []string{tmp, partial} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale := filepath.Join(tmp, "KILLEDRUNTEMPFILE")
+	kept := filepath.Join(partial, "0123abcd")
+	for _, f := range []string{stale, kept} {
+		if err := os.WriteFile(f, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ := sink.NewLocal(dir)
+	lease, err := l.Lock(t.Context(), sink.DefaultLockName, "second run", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release(t.Context())
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the killed run's temporary file is still there: %v", err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("a partial write kept for resuming was removed: %v", err)
+	}
+}
+
 // TestLocalRangedWrite: an object written in pieces, out of order and
 // concurrently, is committed with the SHA-256 of its whole content; one
 // with a piece missing, or aborted, leaves nothing behind.

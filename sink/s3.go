@@ -406,9 +406,12 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		return Info{}, err
 	}
 	cr := newCheckedReader(ctx, r, opts.Size, 0, nil)
-	multipart := int64(s.concurrency+3) * s.partSize
+	// S3 allows 10,000 parts: a known size that needs more gets bigger
+	// parts (see putMultipart), and needs more memory.
+	part := max(s.partSize, (opts.Size+int64(manager.MaxUploadParts)-1)/int64(manager.MaxUploadParts))
+	multipart := int64(s.concurrency+3) * part
 	if opts.Size >= 0 && opts.Size > s.partSize {
-		held, err := s.reserve(ctx, multipart)
+		held, err := s.reserve(ctx, key, multipart)
 		if err != nil {
 			return Info{}, err
 		}
@@ -421,7 +424,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 		n = opts.Size + 1
 		want = n
 	}
-	held, err := s.reserve(ctx, want)
+	held, err := s.reserve(ctx, key, want)
 	if err != nil {
 		return Info{}, err
 	}
@@ -443,14 +446,24 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 }
 
 // reserve waits until n bytes of buffers fit in the memory limit (all of it,
-// if n is more) and returns how much it took.
-func (s *S3) reserve(ctx context.Context, n int64) (int64, error) {
+// if n is more) and returns how much it took. Small objects and the tool's
+// own state (the manifest, the lock) do not wait: their bytes are few or
+// already in memory, and queuing a journal write behind large uploads
+// would stall every transfer waiting for its record.
+func (s *S3) reserve(ctx context.Context, key string, n int64) (int64, error) {
+	if n <= smallPut || strings.HasPrefix(key, stateDir+"/") {
+		return 0, nil
+	}
 	n = min(n, s.memLimit)
 	if err := s.mem.Acquire(ctx, n); err != nil {
 		return 0, err
 	}
 	return n, nil
 }
+
+// smallPut is the size up to which a Put's buffer is not counted against
+// the memory limit: at most 2 × -j of them are buffered at once.
+const smallPut = 1 << 20
 
 // fill reads into buf until it is full (nil error), the stream ends
 // (io.EOF) or fails. Unlike io.ReadFull it passes io.ErrUnexpectedEOF from

@@ -376,6 +376,30 @@ func TestS3MemoryLimit(t *testing.T) {
 	if p := peak.Load(); p != 1 {
 		t.Errorf("%d uploads buffered at once within a limit that fits one", p)
 	}
+
+	// While a large upload holds all the memory, small objects and the
+	// manifest's writes still go through: a journal queued behind large
+	// uploads would stall every transfer waiting for its record.
+	pr, pw := io.Pipe()
+	bigDone := make(chan error, 1)
+	go func() {
+		_, err := s.Put(t.Context(), "held", pr, sink.PutOptions{Size: size})
+		bigDone <- err
+	}()
+	pw.Write(make([]byte, 1<<20)) // the big Put has its memory and is reading
+	for _, key := range []string{".artifact-sync/manifest/journal-1.jsonl", "small.txt"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := s.Put(ctx, key, strings.NewReader("{}\n"), sink.PutOptions{Size: 3})
+		cancel()
+		if err != nil {
+			t.Errorf("Put %s while a large upload holds the memory: %v", key, err)
+		}
+	}
+	pw.Write(make([]byte, size-1<<20))
+	pw.Close()
+	if err := <-bigDone; err != nil {
+		t.Fatal(err)
+	}
 	for i := range 4 {
 		rc, err := s.Open(t.Context(), fmt.Sprintf("big-%d", i))
 		if err != nil {

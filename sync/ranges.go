@@ -91,7 +91,10 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	// Measure the connection first: one that is already fast needs no
 	// help, and more streams would only cost CPU and requests.
 	first := &part{first: 0, last: chunk - 1}
-	fast := e.probe(resp.Body, first, pending)
+	fast, err := e.probe(resp.Body, first, pending)
+	if err != nil {
+		return sink.Info{}, err
+	}
 	if fast || streams == 1 {
 		first.last = size - 1
 		if err := e.fetchPart(ctx, a, first, resp.Body, rd, pending, validator); err != nil {
@@ -155,24 +158,27 @@ const DefaultMultiThreadFastRate = 128 << 20 // bytes per second
 // probeTime or until p is done, and reports whether the connection is fast
 // enough to carry the whole file alone. A read error is left for fetchPart
 // to meet again and retry.
-func (e *engine) probe(body io.Reader, p *part, w io.WriterAt) bool {
+func (e *engine) probe(body io.Reader, p *part, w io.WriterAt) (fast bool, err error) {
 	start := time.Now()
 	want := p.last - p.first + 1
 	buf := make([]byte, 64<<10)
 	for p.done < want && time.Since(start) < probeTime {
-		n, err := body.Read(buf[:min(int64(len(buf)), want-p.done)])
+		n, rerr := body.Read(buf[:min(int64(len(buf)), want-p.done)])
 		if n > 0 {
-			if _, werr := w.WriteAt(buf[:n], p.first+p.done); werr != nil {
-				return false
+			// The body has moved on by n bytes: a failed write fails the
+			// transfer, rather than leave bytes out of the file.
+			wn, werr := w.WriteAt(buf[:n], p.first+p.done)
+			p.done += int64(wn)
+			e.opts.Progress.AddBytes(int64(wn))
+			if werr != nil {
+				return false, werr
 			}
-			p.done += int64(n)
-			e.opts.Progress.AddBytes(int64(n))
 		}
-		if err != nil {
-			return false
+		if rerr != nil {
+			return false, nil
 		}
 	}
-	return float64(p.done)/max(time.Since(start).Seconds(), 1e-6) >= float64(e.opts.MultiThreadFastRate)
+	return float64(p.done)/max(time.Since(start).Seconds(), 1e-6) >= float64(e.opts.MultiThreadFastRate), nil
 }
 
 // chunkSize cuts size bytes for streams connections: about eight chunks per
@@ -194,9 +200,9 @@ func (e *engine) fetchPart(ctx context.Context, a *Artifact, p *part, body io.Re
 					return backoff.Permanent(&fatal{err})
 				}
 				if !circleci.IsRetryable(err) {
-					return backoff.Permanent(err)
+					return backoff.Permanent(&sourceError{err})
 				}
-				return err
+				return &sourceError{err}
 			}
 			if resp.StatusCode != http.StatusPartialContent || rangeStart(resp) != p.first+p.done {
 				resp.Body.Close()
@@ -213,16 +219,16 @@ func (e *engine) fetchPart(ctx context.Context, a *Artifact, p *part, body io.Re
 		switch {
 		case src.err != nil:
 			if circleci.IsRetryable(src.err) || errors.Is(src.err, io.ErrUnexpectedEOF) {
-				return src.err
+				return &sourceError{src.err}
 			}
-			return backoff.Permanent(src.err)
+			return backoff.Permanent(&sourceError{src.err})
 		case err != nil: // the destination
 			if sink.IsPermanent(err) {
 				return backoff.Permanent(&fatal{err})
 			}
 			return err
 		case n < want:
-			return io.ErrUnexpectedEOF
+			return &sourceError{io.ErrUnexpectedEOF}
 		}
 		return nil
 	}

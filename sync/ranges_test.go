@@ -79,3 +79,28 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 		})
 	}
 }
+
+// A range request answered 404 (the artifact expired meanwhile) fails the
+// artifact at once, like a 404 on the first GET, instead of being retried.
+func TestRangeNotFoundIsNotRetried(t *testing.T) {
+	const size = 6 << 20
+	w, _ := bigWorld(size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Bandwidth: 8 << 20,
+		Faults: circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {
+			if c.Request.Header.Get("Range") != "" {
+				return circlecitest.StatusFault(404, "")
+			}
+			return circlecitest.Fault{}
+		})})
+	client := newClient(t, srv.URL)
+	dest, _ := localSink(t)
+	opts := pullOpts()
+	opts.MultiThreadStreams, opts.MultiThreadCutoff = 4, 1<<20
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Failed != 1 {
+		t.Fatalf("%+v, %v; want the artifact failed", sum, err)
+	}
+	if n := srv.Requests("download"); n > 1+opts.MultiThreadStreams {
+		t.Errorf("%d download requests: the 404 was retried", n)
+	}
+}

@@ -50,13 +50,17 @@ func TestPullStopsOnFullDestination(t *testing.T) {
 	dest := &fullSink{Sink: mem, full: map[string]bool{defaultKey(big): true}, room: 300 << 10}
 
 	opts := pullOpts()
-	opts.Concurrency = 1 // the small files sort first and finish first
+	// The small files sort first and finish first, but for the last one,
+	// which may still be being written (-j 1 downloads one while writing
+	// another) when the large one fails and stops the run.
+	opts.Concurrency = 1
 	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
 	if err == nil || !sink.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Pull to a full destination: %v, want a permanent ENOSPC error", err)
 	}
-	if sum.Transferred != len(small) {
-		t.Errorf("summary %+v, want the %d small files transferred", sum, len(small))
+	done := sum.Transferred
+	if done < len(small)-1 || done > len(small) {
+		t.Errorf("summary %+v, want the %d small files transferred (or all but the last)", sum, len(small))
 	}
 	if _, err := mem.Stat(t.Context(), defaultKey(big)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the large file is at its key after the disk filled: %v", err)
@@ -65,16 +69,17 @@ func TestPullStopsOnFullDestination(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the manifest does not load: %v", err)
 	}
-	if m.Len() != len(small) {
-		t.Errorf("the manifest holds %d entries, want the %d small files", m.Len(), len(small))
+	if m.Len() != done {
+		t.Errorf("the manifest holds %d entries, want the %d transferred", m.Len(), done)
 	}
 
 	srv.ResetStats()
+	rest := len(small) + 1 - done
 	sum, err = ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, mem, pullOpts())
-	if err != nil || sum.Transferred != 1 || sum.Skipped != len(small) {
+	if err != nil || sum.Transferred != rest || sum.Skipped != done {
 		t.Fatalf("rerun with room: %+v, %v", sum, err)
 	}
-	if n := srv.DownloadTotals().Started; n != 1 {
-		t.Errorf("the rerun downloaded %d artifacts, want only the large one", n)
+	if n := srv.DownloadTotals().Started; n != rest {
+		t.Errorf("the rerun downloaded %d artifacts, want only the %d not yet recorded", n, rest)
 	}
 }

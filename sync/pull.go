@@ -155,6 +155,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	e.man = m
 	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency)}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
+	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
@@ -210,6 +211,9 @@ type engine struct {
 	// and renames the last one; the disk's latency overlaps the network's
 	// instead of adding to it.
 	downloads chan struct{}
+	// rangeStreams bounds the extra connections of multi-stream downloads
+	// across all transfers: Concurrency of them.
+	rangeStreams chan struct{}
 
 	mu  stdsync.Mutex
 	sum *Summary

@@ -81,8 +81,6 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	chunk := chunkSize(size, e.opts.MultiThreadStreams)
 	chunks := (size + chunk - 1) / chunk
 	streams := min(int64(e.opts.MultiThreadStreams), chunks)
-	var next atomic.Int64
-	next.Store(streams) // stream i starts with chunk i
 	validator := resp.Header.Get("ETag")
 	if validator == "" {
 		validator = resp.Header.Get("Last-Modified")
@@ -95,6 +93,15 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 	if err != nil {
 		return sink.Info{}, err
 	}
+	if !fast && streams > 1 {
+		// The streams beyond the first come from a budget all transfers
+		// share (as many as -j), so many large files at once do not open
+		// -j × streams connections; a file that finds none left goes on
+		// alone.
+		helpers := e.takeStreams(int(streams - 1))
+		defer e.giveStreams(helpers)
+		streams = 1 + int64(helpers)
+	}
 	if fast || streams == 1 {
 		first.last = size - 1
 		if err := e.fetchPart(ctx, a, first, resp.Body, rd, pending, validator); err != nil {
@@ -103,6 +110,8 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 		return pending.Commit(ctx)
 	}
 
+	var next atomic.Int64
+	next.Store(streams) // stream i starts with chunk i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg stdsync.WaitGroup
@@ -179,6 +188,25 @@ func (e *engine) probe(body io.Reader, p *part, w io.WriterAt) (fast bool, err e
 		}
 	}
 	return float64(p.done)/max(time.Since(start).Seconds(), 1e-6) >= float64(e.opts.MultiThreadFastRate), nil
+}
+
+// takeStreams takes up to n extra range connections from the shared budget,
+// without waiting, and returns how many it got.
+func (e *engine) takeStreams(n int) int {
+	for i := range n {
+		select {
+		case e.rangeStreams <- struct{}{}:
+		default:
+			return i
+		}
+	}
+	return n
+}
+
+func (e *engine) giveStreams(n int) {
+	for range n {
+		<-e.rangeStreams
+	}
 }
 
 // chunkSize cuts size bytes for streams connections: about eight chunks per

@@ -61,21 +61,20 @@ func (l *Local) mayHavePartials() bool {
 	case partialsSome:
 		return true
 	}
+	var names []string
 	d, err := os.Open(l.stateDir("partial"))
-	if errors.Is(err, fs.ErrNotExist) {
+	if err == nil {
+		names, _ = d.Readdirnames(1)
+		d.Close()
+	}
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(names) == 0) {
+		// Unless keepPartial stored one meanwhile.
 		l.partials.CompareAndSwap(partialsUnknown, partialsNone)
 		return l.partials.Load() != partialsNone
 	}
-	if err != nil {
-		return true
+	if err == nil {
+		l.partials.Store(partialsSome)
 	}
-	names, _ := d.Readdirnames(1)
-	d.Close()
-	if len(names) == 0 {
-		l.partials.CompareAndSwap(partialsUnknown, partialsNone)
-		return l.partials.Load() != partialsNone
-	}
-	l.partials.Store(partialsSome)
 	return true
 }
 
@@ -206,34 +205,41 @@ func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedR
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	if err := f.Sync(); err != nil {
-		return Info{}, err
-	}
-	fi, err := f.Stat()
+	fi, err := l.place(ctx, f, key)
 	if err != nil {
 		return Info{}, err
 	}
-	dst := l.path(key)
+	return Info{Key: key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
+}
+
+// place makes the complete temporary file f durable and moves it to key:
+// fsync, rename into place, close, fsync the folder.
+func (l *Local) place(ctx context.Context, f *os.File, key string) (fs.FileInfo, error) {
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
-		return Info{}, err
+		return nil, err
 	}
 	// Most keys go to folders that exist by now: create the folder only
 	// when the rename says it is missing.
+	dst := l.path(key)
 	err = os.Rename(f.Name(), dst)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return Info{}, err
+			return nil, err
 		}
 		err = os.Rename(f.Name(), dst)
 	}
 	if err != nil {
-		return Info{}, err
+		return nil, err
 	}
 	f.Close()
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return Info{}, err
-	}
-	return Info{Key: key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
+	return fi, syncDir(filepath.Dir(dst))
 }
 
 // copyBuffers are the buffers commit copies through: big enough that a

@@ -8,7 +8,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -186,27 +185,11 @@ func (p *localPending) Commit(ctx context.Context) (Info, error) {
 	if p.hashErr != nil {
 		return fail(p.hashErr)
 	}
-	if err := p.f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	fi, err := p.f.Stat()
+	fi, err := p.l.place(ctx, p.f, p.key)
 	if err != nil {
 		return fail(err)
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(p.f.Name(), dst); err != nil {
-		return fail(err)
-	}
 	p.done = true
-	p.f.Close()
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
-	}
 	p.l.removePartial(p.key)
 	return Info{Key: p.key, Size: p.size, SHA256: hex.EncodeToString(p.h.Sum(nil)), ModTime: fi.ModTime()}, nil
 }

@@ -356,9 +356,9 @@ func TestS3MemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var active, peak atomic.Int32
-	const size = 12 << 20
+	const size, puts = 12 << 20, 6
 	g, ctx := errgroup.WithContext(t.Context())
-	for i := range 4 {
+	for i := range puts {
 		g.Go(func() error {
 			data := bytes.Repeat([]byte{byte('a' + i)}, size)
 			r := &activeReader{r: bytes.NewReader(data), active: &active, peak: &peak}
@@ -373,8 +373,10 @@ func TestS3MemoryLimit(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if p := peak.Load(); p != 1 {
-		t.Errorf("%d uploads buffered at once within a limit that fits one", p)
+	// One at a time; the count may overlap by one while a Put that has
+	// released its memory returns and the next one starts reading.
+	if p := peak.Load(); p > 2 {
+		t.Errorf("%d of %d uploads buffered at once within a limit that fits one", p, puts)
 	}
 
 	// While a large upload holds all the memory, small objects and the
@@ -400,7 +402,7 @@ func TestS3MemoryLimit(t *testing.T) {
 	if err := <-bigDone; err != nil {
 		t.Fatal(err)
 	}
-	for i := range 4 {
+	for i := range puts {
 		rc, err := s.Open(t.Context(), fmt.Sprintf("big-%d", i))
 		if err != nil {
 			t.Fatal(err)

@@ -12,15 +12,15 @@ import (
 //
 // A typical resume:
 //
-//	n, v, err := r.Partial(ctx, key)
-//	if n > 0 && v == sourceETag {
-//		// fetch the source from byte n (HTTP Range) and append it
-//		info, err = r.PutFrom(ctx, key, n, body, opts)
+//	p, err := r.Partial(ctx, key)
+//	if p.Size > 0 && p.Validator == sourceETag && p.Total == sourceSize {
+//		// fetch the source from byte p.Size (HTTP Range) and append it
+//		info, err = r.PutFrom(ctx, key, p.Size, body, opts)
 //	}
 type Resumer interface {
-	// Partial reports how many bytes an earlier unfinished write of key left
-	// behind (0 if none) and the PutOptions.Validator that write was given.
-	Partial(ctx context.Context, key string) (size int64, validator string, err error)
+	// Partial describes what an earlier unfinished write of key left behind
+	// (the zero PartialInfo if none).
+	Partial(ctx context.Context, key string) (PartialInfo, error)
 	// PutFrom completes an unfinished write: it keeps the first off bytes of
 	// the partial object (off must not exceed its size; anything after off is
 	// dropped), appends r and commits the whole object atomically, like Put.
@@ -30,6 +30,17 @@ type Resumer interface {
 	PutFrom(ctx context.Context, key string, off int64, r io.Reader, opts PutOptions) (Info, error)
 	// DiscardPartial drops what an unfinished write of key left behind.
 	DiscardPartial(ctx context.Context, key string) error
+}
+
+// PartialInfo describes the bytes an unfinished write kept.
+type PartialInfo struct {
+	// Size is how many bytes from the start of the object are kept.
+	Size int64
+	// Total is the PutOptions.Size the write was given: the size of the
+	// whole object, or -1 if it was not known.
+	Total int64
+	// Validator is the PutOptions.Validator the write was given.
+	Validator string
 }
 
 // DefaultLockName is the lock name artifact-sync uses for a destination.

@@ -190,7 +190,7 @@ func (l *Local) write(ctx context.Context, key string, f *os.File, cr *checkedRe
 		f.Close()
 		os.Remove(f.Name())
 	} else {
-		l.keepPartial(key, f, opts.Validator)
+		l.keepPartial(key, f, opts)
 	}
 	return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
 }
@@ -273,6 +273,7 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 type partialMeta struct {
 	Key       string `json:"key"`
 	Validator string `json:"validator"`
+	Total     int64  `json:"total"`
 }
 
 func (l *Local) partialPath(key string) string {
@@ -282,11 +283,11 @@ func (l *Local) partialPath(key string) string {
 
 // keepPartial moves the temporary file f to key's partial slot, recording
 // the validator first. It is best effort: if it fails, the bytes are dropped.
-func (l *Local) keepPartial(key string, f *os.File, validator string) {
+func (l *Local) keepPartial(key string, f *os.File, opts PutOptions) {
 	defer f.Close()
 	l.partials.Store(partialsSome)
 	p := l.partialPath(key)
-	meta, _ := json.Marshal(partialMeta{Key: key, Validator: validator})
+	meta, _ := json.Marshal(partialMeta{Key: key, Validator: opts.Validator, Total: opts.Size})
 	err := f.Sync()
 	if err == nil {
 		err = os.MkdirAll(filepath.Dir(p), 0o755)
@@ -333,29 +334,30 @@ func (l *Local) removePartial(key string) {
 }
 
 // Partial implements Resumer.
-func (l *Local) Partial(ctx context.Context, key string) (int64, string, error) {
+func (l *Local) Partial(ctx context.Context, key string) (PartialInfo, error) {
 	if err := l.checkKey(key); err != nil {
-		return 0, "", err
+		return PartialInfo{}, err
 	}
 	if !l.mayHavePartials() {
-		return 0, "", nil
+		return PartialInfo{}, nil
 	}
 	p := l.partialPath(key)
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, "", nil
+		return PartialInfo{}, nil
 	}
 	if err != nil {
-		return 0, "", localErr(err)
+		return PartialInfo{}, localErr(err)
 	}
-	var meta partialMeta
+	meta := partialMeta{Total: -1}
 	if b, err := os.ReadFile(p + ".json"); err == nil {
 		_ = json.Unmarshal(b, &meta)
 	}
 	if meta.Key != key {
-		meta.Validator = ""
+		// Not described: nothing proves these bytes belong to any version.
+		meta = partialMeta{Total: -1}
 	}
-	return fi.Size(), meta.Validator, nil
+	return PartialInfo{Size: fi.Size(), Total: meta.Total, Validator: meta.Validator}, nil
 }
 
 // PutFrom implements Resumer.
@@ -387,7 +389,7 @@ func (l *Local) PutFrom(ctx context.Context, key string, off int64, r io.Reader,
 		_, err = f.Seek(off, io.SeekStart)
 	}
 	if err != nil {
-		l.keepPartial(key, f, opts.Validator)
+		l.keepPartial(key, f, opts)
 		return Info{}, localErr(fmt.Errorf("resume %s: %w", dst, err))
 	}
 	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, off, h), opts)

@@ -72,8 +72,8 @@ func TestLocalKilledWriter(t *testing.T) {
 		}
 		return nil
 	})
-	if n, _, _ := l.Partial(t.Context(), "k/failed"); n != 3<<20 {
-		t.Errorf("Partial after a failed Put = %d, want %d kept for resuming", n, 3<<20)
+	if p, _ := l.Partial(t.Context(), "k/failed"); p.Size != 3<<20 {
+		t.Errorf("Partial after a failed Put = %d, want %d kept for resuming", p.Size, 3<<20)
 	}
 }
 

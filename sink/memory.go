@@ -36,6 +36,7 @@ type memObject struct {
 type memPartial struct {
 	data      []byte
 	validator string
+	total     int64
 }
 
 var (
@@ -78,7 +79,7 @@ func (m *Memory) put(ctx context.Context, key string, prefix []byte, r io.Reader
 		if errors.Is(err, ErrLongStream) {
 			delete(m.partial, key)
 		} else {
-			m.partial[key] = memPartial{data: buf.Bytes(), validator: opts.Validator}
+			m.partial[key] = memPartial{data: buf.Bytes(), validator: opts.Validator, total: opts.Size}
 		}
 		return Info{}, fmt.Errorf("put %q: %w", key, err)
 	}
@@ -155,14 +156,17 @@ func (m *Memory) List(ctx context.Context, prefix string) iter.Seq2[Info, error]
 }
 
 // Partial implements Resumer.
-func (m *Memory) Partial(ctx context.Context, key string) (int64, string, error) {
+func (m *Memory) Partial(ctx context.Context, key string) (PartialInfo, error) {
 	if err := ValidKey(key); err != nil {
-		return 0, "", err
+		return PartialInfo{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p := m.partial[key]
-	return int64(len(p.data)), p.validator, nil
+	p, ok := m.partial[key]
+	if !ok {
+		return PartialInfo{}, nil
+	}
+	return PartialInfo{Size: int64(len(p.data)), Total: p.total, Validator: p.validator}, nil
 }
 
 // PutFrom implements Resumer.

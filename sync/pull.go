@@ -443,9 +443,9 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	var off int64
 	var validator string
 	if resumer != nil {
-		n, v, err := resumer.Partial(ctx, a.Key)
-		if err == nil && n > 0 {
-			off, validator = n, v
+		p, err := resumer.Partial(ctx, a.Key)
+		if err == nil && p.Size > 0 {
+			off, validator = p.Size, p.Validator
 		}
 	}
 	select {

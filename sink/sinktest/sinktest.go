@@ -206,7 +206,7 @@ func testBadKeys(t *testing.T, s sink.Sink) {
 		want("Open", err)
 		want("Delete", s.Delete(ctx, key))
 		if rs != nil {
-			_, _, err = rs.Partial(ctx, key)
+			_, err = rs.Partial(ctx, key)
 			want("Partial", err)
 			_, err = rs.PutFrom(ctx, key, 0, forbidRead{t}, sink.PutOptions{Size: -1})
 			want("PutFrom", err)
@@ -435,8 +435,8 @@ func testResume(t *testing.T, s sink.Sink) {
 		data := Data(20, n)
 		key := fmt.Sprintf("resume/%d.bin", n)
 		opts := sink.PutOptions{Size: int64(n), Validator: `"v1"`}
-		if size, v, err := rs.Partial(ctx, key); err != nil || size != 0 || v != "" {
-			t.Fatalf("Partial before any write = %d, %q, %v; want 0", size, v, err)
+		if p, err := rs.Partial(ctx, key); err != nil || p.Size != 0 || p.Validator != "" {
+			t.Fatalf("Partial before any write = %+v, %v; want none", p, err)
 		}
 		cut := n / 2
 		_, err := s.Put(ctx, key, io.MultiReader(bytes.NewReader(data[:cut]), iotest.ErrReader(errBoom)), opts)
@@ -444,10 +444,11 @@ func testResume(t *testing.T, s sink.Sink) {
 			t.Fatalf("failing Put: %v", err)
 		}
 		absent(t, s, key)
-		size, v, err := rs.Partial(ctx, key)
-		if err != nil || size != int64(cut) || v != opts.Validator {
-			t.Fatalf("Partial after a failed Put = %d, %q, %v; want %d, %q", size, v, err, cut, opts.Validator)
+		p, err := rs.Partial(ctx, key)
+		if err != nil || p.Size != int64(cut) || p.Validator != opts.Validator || p.Total != int64(n) {
+			t.Fatalf("Partial after a failed Put = %+v, %v; want size %d, total %d, validator %q", p, err, cut, n, opts.Validator)
 		}
+		size := p.Size
 		// Resuming past what is kept is refused.
 		if _, err := rs.PutFrom(ctx, key, size+1, bytes.NewReader(data[size+1:]), opts); err == nil {
 			t.Errorf("PutFrom beyond the partial size succeeded")
@@ -458,8 +459,8 @@ func testResume(t *testing.T, s sink.Sink) {
 		if !errors.Is(err, errBoom) {
 			t.Fatalf("failing PutFrom: %v", err)
 		}
-		if size, _, _ := rs.Partial(ctx, key); size != int64(more) {
-			t.Fatalf("Partial after a failed PutFrom = %d, want %d", size, more)
+		if p, _ := rs.Partial(ctx, key); p.Size != int64(more) {
+			t.Fatalf("Partial after a failed PutFrom = %d, want %d", p.Size, more)
 		}
 		// Resume from before the end of the partial: the rest is dropped.
 		off := int64(cut - 10)
@@ -471,21 +472,21 @@ func testResume(t *testing.T, s sink.Sink) {
 			t.Errorf("PutFrom = %+v, want size %d sha256 %s of the whole object", info, n, sum(data))
 		}
 		check(t, s, key, data)
-		if size, _, err := rs.Partial(ctx, key); err != nil || size != 0 {
-			t.Errorf("Partial after a finished PutFrom = %d, %v; want 0", size, err)
+		if p, err := rs.Partial(ctx, key); err != nil || p.Size != 0 {
+			t.Errorf("Partial after a finished PutFrom = %d, %v; want 0", p.Size, err)
 		}
 	}
 	// DiscardPartial drops it; a short resume fails and keeps nothing wrong.
 	data := Data(21, 5000)
 	s.Put(ctx, "resume/discard", io.MultiReader(bytes.NewReader(data[:100]), iotest.ErrReader(errBoom)), sink.PutOptions{Size: 5000})
-	if size, _, _ := rs.Partial(ctx, "resume/discard"); size != 100 {
-		t.Fatalf("Partial = %d, want 100", size)
+	if p, _ := rs.Partial(ctx, "resume/discard"); p.Size != 100 {
+		t.Fatalf("Partial = %d, want 100", p.Size)
 	}
 	if err := rs.DiscardPartial(ctx, "resume/discard"); err != nil {
 		t.Fatal(err)
 	}
-	if size, _, _ := rs.Partial(ctx, "resume/discard"); size != 0 {
-		t.Errorf("Partial after DiscardPartial = %d", size)
+	if p, _ := rs.Partial(ctx, "resume/discard"); p.Size != 0 {
+		t.Errorf("Partial after DiscardPartial = %d", p.Size)
 	}
 	if _, err := rs.PutFrom(ctx, "resume/discard", 100, bytes.NewReader(data[100:]), sink.PutOptions{Size: 5000}); err == nil {
 		t.Errorf("PutFrom with nothing kept succeeded")
@@ -499,8 +500,8 @@ func testResume(t *testing.T, s sink.Sink) {
 	// A successful Put drops an older partial.
 	s.Put(ctx, "resume/replaced", io.MultiReader(bytes.NewReader(data[:100]), iotest.ErrReader(errBoom)), sink.PutOptions{Size: 5000})
 	put(t, s, "resume/replaced", data)
-	if size, _, _ := rs.Partial(ctx, "resume/replaced"); size != 0 {
-		t.Errorf("Partial after a successful Put = %d, want 0", size)
+	if p, _ := rs.Partial(ctx, "resume/replaced"); p.Size != 0 {
+		t.Errorf("Partial after a successful Put = %d, want 0", p.Size)
 	}
 	for _, k := range Keys(t, s, "") {
 		if k != "resume/zero" && k != "resume/replaced" && k != "resume/10000.bin" && k != fmt.Sprintf("resume/%d.bin", BigSize) {

@@ -15,7 +15,6 @@ import (
 	stdsync "sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
@@ -69,6 +68,13 @@ type PullOptions struct {
 	// RetryInitial and RetryMax shape the backoff between attempts of one
 	// artifact (defaults 1s and 30s); tests make them small.
 	RetryInitial, RetryMax time.Duration
+	// MaxStall is how long an artifact may fail without keeping a byte more
+	// before it counts as failed (DefaultMaxStall if 0). Retries bounds the
+	// attempts in a row that keep nothing more.
+	MaxStall time.Duration
+	// MaxArtifactSize fails, without a transfer, an artifact whose download
+	// declares more bytes (DefaultMaxArtifactSize if 0).
+	MaxArtifactSize int64
 
 	Log      *slog.Logger
 	Progress Progress  // nil: none
@@ -244,6 +250,12 @@ func (e *engine) defaults() {
 	if e.opts.RetryMax <= 0 {
 		e.opts.RetryMax = 30 * time.Second
 	}
+	if e.opts.MaxStall <= 0 {
+		e.opts.MaxStall = DefaultMaxStall
+	}
+	if e.opts.MaxArtifactSize <= 0 {
+		e.opts.MaxArtifactSize = DefaultMaxArtifactSize
+	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -333,12 +345,6 @@ func (e *engine) printPlan(arts, todo []*Artifact) {
 	}
 }
 
-// fatal marks errors that stop the whole run rather than one artifact.
-type fatal struct{ err error }
-
-func (f *fatal) Error() string { return f.err.Error() }
-func (f *fatal) Unwrap() error { return f.err }
-
 // transferAll runs the transfers with bounded workers. One artifact's failure
 // is counted; authentication, destination and cancellation errors stop the
 // group.
@@ -374,203 +380,6 @@ func (e *engine) transferAll(ctx context.Context, todo []*Artifact) error {
 		err = ctx.Err()
 	}
 	return err
-}
-
-// transfer moves one artifact, retrying the whole GET -> sink unit.
-func (e *engine) transfer(ctx context.Context, a *Artifact) error {
-	ra := &retryAfter{BackOff: e.newBackOff()}
-	b := backoff.WithContext(backoff.WithMaxRetries(ra, uint64(e.opts.Retries-1)), ctx)
-	attempt := 0
-	op := func() error {
-		attempt++
-		err := e.attempt(ctx, a)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return backoff.Permanent(ctx.Err())
-		}
-		var f *fatal
-		if errors.As(err, &f) || !retryable(err) {
-			return backoff.Permanent(err)
-		}
-		ra.after = circleci.RetryAfter(err)
-		e.log.Debug("transfer attempt failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "attempt", attempt, "error", err)
-		return err
-	}
-	err := backoff.Retry(op, b)
-	if err != nil && attempt > 1 && ctx.Err() == nil {
-		var f *fatal
-		if !errors.As(err, &f) {
-			err = fmt.Errorf("after %d attempts: %w", attempt, err)
-		}
-	}
-	return err
-}
-
-// newBackOff is the wait between attempts of one transfer.
-func (e *engine) newBackOff() backoff.BackOff {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     e.opts.RetryInitial,
-		RandomizationFactor: 0.3,
-		Multiplier:          2,
-		MaxInterval:         e.opts.RetryMax,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	b.Reset()
-	return b
-}
-
-// retryAfter waits at least as long as the server's Retry-After asked.
-type retryAfter struct {
-	backoff.BackOff
-	after time.Duration
-}
-
-func (r *retryAfter) NextBackOff() time.Duration {
-	d := r.BackOff.NextBackOff()
-	if d != backoff.Stop && r.after > d {
-		d = min(r.after, 5*time.Minute)
-	}
-	r.after = 0
-	return d
-}
-
-// attempt is one GET of the artifact streamed into the sink.
-func (e *engine) attempt(ctx context.Context, a *Artifact) error {
-	resumer, _ := e.dest.(sink.Resumer)
-	var off int64
-	var validator string
-	if resumer != nil {
-		p, err := resumer.Partial(ctx, a.Key)
-		if err == nil && p.Size > 0 {
-			off, validator = p.Size, p.Validator
-		}
-	}
-	select {
-	case e.downloads <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	done := stdsync.OnceFunc(func() { <-e.downloads })
-	defer done()
-	resp, err := e.dl.Download(ctx, a.URL, off, validator)
-	if err != nil {
-		if errors.Is(err, circleci.ErrUnauthorized) || errors.Is(err, circleci.ErrForbidden) {
-			return &fatal{fmt.Errorf("downloading job %d node %d %q: %w", a.JobNumber, a.NodeIndex, a.Path, err)}
-		}
-		return &sourceError{err}
-	}
-	defer resp.Body.Close()
-
-	size := resp.ContentLength
-	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
-	opts := sink.PutOptions{Size: size, Metadata: metadata(a), Validator: resp.Header.Get("ETag")}
-	var info sink.Info
-	switch {
-	case off > 0 && resp.StatusCode == http.StatusPartialContent && rangeStart(resp) == off:
-		if size >= 0 {
-			opts.Size = off + size
-		}
-		e.log.Debug("resuming", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "bytes", off)
-		info, err = resumer.PutFrom(ctx, a.Key, off, src, opts)
-	case resp.StatusCode == http.StatusPartialContent:
-		// A range we did not ask for, or not from where we asked: start over.
-		if resumer != nil {
-			_ = resumer.DiscardPartial(ctx, a.Key)
-		}
-		return &sourceError{fmt.Errorf("server answered a range request with %q; starting over", resp.Header.Get("Content-Range"))}
-	default:
-		if rw, rd, ok := e.multiStream(a, resp); ok {
-			info, err = e.fetchRanges(ctx, a, resp, rw, rd, opts)
-			if errors.Is(err, errRangesRefused) {
-				a.noRanges = true
-				e.log.Debug("ranges refused; fetching over one connection", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
-				return &sourceError{fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)}
-			}
-			break
-		}
-		info, err = e.dest.Put(ctx, a.Key, src, opts)
-	}
-	if err != nil {
-		if src.err != nil {
-			return &sourceError{src.err}
-		}
-		if sink.IsPermanent(err) {
-			return &fatal{err}
-		}
-		return err
-	}
-	if err := e.commits.record(ctx, manifest.Entry{
-		ID: manifestID(a), Key: a.Key, Size: info.Size, SHA256: info.SHA256,
-		ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"),
-	}); err != nil {
-		return &fatal{err}
-	}
-	e.mu.Lock()
-	e.sum.Transferred++
-	e.sum.Bytes += info.Size
-	e.mu.Unlock()
-	return nil
-}
-
-// sourceError marks a failure on the CircleCI side of a transfer.
-type sourceError struct{ err error }
-
-func (s *sourceError) Error() string { return s.err.Error() }
-func (s *sourceError) Unwrap() error { return s.err }
-
-func retryable(err error) bool {
-	var se *sourceError
-	if errors.As(err, &se) {
-		return circleci.IsRetryable(se.err) || errors.Is(se.err, io.ErrUnexpectedEOF)
-	}
-	// A sink error that is not permanent (a network hiccup to S3, a short
-	// stream) is worth another attempt.
-	return !sink.IsPermanent(err)
-}
-
-// sourceReader remembers the download's own read error, so a failed Put can
-// be blamed on the right side, and counts bytes for progress.
-type sourceReader struct {
-	r        io.Reader
-	err      error
-	progress Progress
-	done     func() // called once the body has ended, however it ended
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if n > 0 {
-		s.progress.AddBytes(int64(n))
-	}
-	if err != nil {
-		if err != io.EOF {
-			s.err = err
-		}
-		if s.done != nil {
-			s.done()
-		}
-	}
-	return n, err
-}
-
-func rangeStart(resp *http.Response) int64 {
-	cr := resp.Header.Get("Content-Range") // bytes START-END/TOTAL
-	rest, ok := strings.CutPrefix(cr, "bytes ")
-	if !ok {
-		return -1
-	}
-	startStr, _, ok := strings.Cut(rest, "-")
-	if !ok {
-		return -1
-	}
-	n, err := strconv.ParseInt(startStr, 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 // metadata records the artifact's source with the object where the sink can.

@@ -552,6 +552,10 @@ func (a *app) report(sum *ccsync.Summary) {
 		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
 	for _, f := range sum.Failures {
+		if f.Path == "" {
+			fmt.Fprintf(a.stdout, "  failed: job %d (%s): %s\n", f.JobNumber, f.JobName, f.Error)
+			continue
+		}
 		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, f.Error)
 	}
 	for _, s := range sum.Passed {

@@ -81,9 +81,11 @@ type PullOptions struct {
 	Out      io.Writer // dry-run plan
 }
 
-// Failure is one artifact that was not transferred.
+// Failure is one artifact that was not transferred, or one job whose
+// artifacts could not be listed (then Path is empty and JobName is set).
 type Failure struct {
 	JobNumber int64  `json:"job_number"`
+	JobName   string `json:"job_name,omitempty"`
 	NodeIndex int64  `json:"node_index"`
 	Path      string `json:"path"`
 	Error     string `json:"error"`
@@ -167,11 +169,19 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	var arts []*Artifact
 	skipped, err := Collect(ctx, api, slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
 	sum.Passed = skipped
+	var listing *ListingError
+	if errors.As(err, &listing) {
+		// Those jobs fail alone; a rerun lists them again.
+		for _, f := range listing.Jobs {
+			e.failJob(f)
+		}
+		err = nil
+	}
 	if err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
 	sortPtrs(arts)
-	todo, err := e.plan(arts)
+	todo, err := e.plan(ctx, arts)
 	if err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
@@ -268,8 +278,11 @@ func (e *engine) defaults() {
 }
 
 // plan checks every artifact's path and key, refuses a layout that maps two
-// artifacts to one key, and returns what is still to transfer.
-func (e *engine) plan(arts []*Artifact) ([]*Artifact, error) {
+// artifacts to one key, and returns what is still to transfer: what the
+// manifest does not record, and what it records but the destination no
+// longer holds at its recorded size (one listing of the destination tells).
+func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error) {
+	var present map[string]int64 // key -> size at the destination; nil until needed
 	e.sum.Artifacts = len(arts)
 	owner := make(map[string]*Artifact, len(arts))
 	var todo []*Artifact
@@ -292,13 +305,34 @@ func (e *engine) plan(arts []*Artifact) ([]*Artifact, error) {
 		owner[a.Key] = a
 		if !e.opts.Force {
 			if ent, ok := e.man.Lookup(manifestID(a)); ok && ent.Key == a.Key {
-				e.sum.Skipped++
-				continue
+				if present == nil {
+					var err error
+					if present, err = e.listDest(ctx); err != nil {
+						return nil, err
+					}
+				}
+				if size, ok := present[a.Key]; ok && size == ent.Size {
+					e.sum.Skipped++
+					continue
+				}
+				e.log.Info("recorded artifact missing or resized at the destination; fetching it again", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path)
 			}
 		}
 		todo = append(todo, a)
 	}
 	return todo, nil
+}
+
+// listDest lists the destination's objects with their sizes.
+func (e *engine) listDest(ctx context.Context) (map[string]int64, error) {
+	present := make(map[string]int64, e.man.Len())
+	for info, err := range e.dest.List(ctx, "") {
+		if err != nil {
+			return nil, fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
+		}
+		present[info.Key] = info.Size
+	}
+	return present, nil
 }
 
 // checkKey refuses keys the sink would refuse and keys inside the tool's own
@@ -326,6 +360,15 @@ func (e *engine) fail(a *Artifact, err error) {
 	e.sum.Failed++
 	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path, Error: err.Error()})
 	e.log.Warn("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
+}
+
+// failJob counts a job whose artifacts could not be listed.
+func (e *engine) failJob(f JobFailure) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sum.Failed++
+	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: f.JobNumber, JobName: f.JobName, Error: "listing its artifacts: " + f.Err.Error()})
+	e.log.Warn("job failed", "job", f.JobNumber, "name", f.JobName, "error", f.Err)
 }
 
 func (e *engine) printPlan(arts, todo []*Artifact) {

@@ -164,6 +164,12 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency)}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
 	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
+	if !opts.Force {
+		// What the destination holds is listed while the API resolves.
+		lctx, cancel := context.WithCancel(ctx)
+		e.present = e.listDest(lctx)
+		defer func() { cancel(); e.present() }()
+	}
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
@@ -220,6 +226,9 @@ type engine struct {
 	log  *slog.Logger
 
 	commits *committer // writes man's records in groups
+	// present waits for the listing of the destination (see listDest);
+	// nil with --force.
+	present func() (map[string]int64, error)
 
 	// downloads holds one token per response body being read: at most
 	// Concurrency at once. A transfer gives its token back as soon as the
@@ -307,7 +316,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 			if ent, ok := e.man.Lookup(manifestID(a)); ok && ent.Key == a.Key {
 				if present == nil {
 					var err error
-					if present, err = e.listDest(ctx); err != nil {
+					if present, err = e.present(); err != nil {
 						return nil, err
 					}
 				}
@@ -323,16 +332,53 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 	return todo, nil
 }
 
-// listDest lists the destination's objects with their sizes.
-func (e *engine) listDest(ctx context.Context) (map[string]int64, error) {
-	present := make(map[string]int64, e.man.Len())
-	for info, err := range e.dest.List(ctx, "") {
-		if err != nil {
-			return nil, fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
-		}
-		present[info.Key] = info.Size
+// listDest starts listing, in the background, the sizes of the objects
+// at the destination under the first folders of the keys the manifest
+// records, and returns a function that waits for the listing. The folders
+// are listed concurrently (few requests in flight), so on S3 ten thousand
+// recorded artifacts in ten jobs cost one round of page requests, not ten
+// pages one after the other; with no folders, or very many, the whole
+// destination is listed.
+func (e *engine) listDest(ctx context.Context) func() (map[string]int64, error) {
+	if e.man.Len() == 0 {
+		return func() (map[string]int64, error) { return map[string]int64{}, nil }
 	}
-	return present, nil
+	prefixes := map[string]bool{}
+	for ent := range e.man.Entries() {
+		first, _, ok := strings.Cut(ent.Key, "/")
+		if !ok || len(prefixes) > 1000 {
+			prefixes = map[string]bool{"": true}
+			break
+		}
+		prefixes[first+"/"] = true
+	}
+	var (
+		mu      stdsync.Mutex
+		present = make(map[string]int64, e.man.Len())
+		g       errgroup.Group
+	)
+	g.SetLimit(8)
+	for prefix := range prefixes {
+		g.Go(func() error {
+			for info, err := range e.dest.List(ctx, prefix) {
+				if err != nil {
+					return fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
+				}
+				mu.Lock()
+				present[info.Key] = info.Size
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	return stdsync.OnceValues(func() (map[string]int64, error) {
+		if err := <-done; err != nil {
+			return nil, err
+		}
+		return present, nil
+	})
 }
 
 // checkKey refuses keys the sink would refuse and keys inside the tool's own

@@ -588,7 +588,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		}
 	}
 	if n := res.Failed + len(res.Unexpected); n > 0 {
-		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", n, dest)}
+		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", n, dest)}
 	}
 	return nil
 }

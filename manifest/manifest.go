@@ -112,6 +112,14 @@ type Manifest struct {
 	cancel   context.CancelFunc
 }
 
+// NewRun names a run started at now: its UTC time and 8 random hex digits,
+// e.g. 20261130T052841Z-1a2b3c4d, which sorts by time and fits a file name.
+func NewRun(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
 // Open loads the manifest kept in st, or starts an empty one if st holds
 // none; nothing is written until something is recorded. Open fails with an
 // *Error if a file is corrupt (ErrCorrupt), of a newer format (ErrVersion)
@@ -125,9 +133,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Manifest, error) {
 		opts.Now = time.Now
 	}
 	if opts.Run == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		opts.Run = opts.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+		opts.Run = NewRun(opts.Now())
 	}
 	if len(opts.Run) > maxRunLen || !validName(opts.Run) || strings.HasPrefix(opts.Run, ".") {
 		return nil, fmt.Errorf("manifest: run name %q: use at most %d letters, digits, '.', '_' or '-'", opts.Run, maxRunLen)

@@ -344,10 +344,10 @@ func (m *Manifest) sorted() []Entry {
 // memory; a background flusher writes it to the store within
 // Options.FlushInterval (sooner when Options.FlushEntries records wait).
 //
-// Record returns an error if e is invalid (nothing is recorded), after
-// Close (ErrClosed), or if the last flush failed: then e is still kept and
-// will be written by the next flush that succeeds, but the caller should
-// treat the manifest as not being saved.
+// Record returns an error only if e is invalid (nothing is recorded) or
+// after Close (ErrClosed). A failed flush does not fail later records: what
+// it could not write stays pending for the next flush, and Flush and Close
+// report whether everything reached the store.
 func (m *Manifest) Record(e Entry) error {
 	if e.Completed.IsZero() {
 		e.Completed = m.opts.Now()
@@ -368,7 +368,7 @@ func (m *Manifest) Record(e Entry) error {
 	m.pending = append(m.pending, record{Entry: e})
 	m.dirty = true
 	m.startFlusher()
-	n, err := len(m.pending), m.err
+	n := len(m.pending)
 	m.mu.Unlock()
 	if n >= m.opts.FlushEntries {
 		select {
@@ -376,7 +376,7 @@ func (m *Manifest) Record(e Entry) error {
 		default:
 		}
 	}
-	return err
+	return nil
 }
 
 // Remove forgets the entry for id, if any, so that the artifact counts as

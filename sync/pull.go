@@ -161,7 +161,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		return sum, err
 	}
 	e.man = m
-	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency)}
+	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
 	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
 	if !opts.Force {

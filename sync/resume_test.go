@@ -14,6 +14,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/artifact-sync/artifact-sync/circleci"
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
 	"github.com/artifact-sync/artifact-sync/manifest"
 	"github.com/artifact-sync/artifact-sync/sink"
@@ -357,4 +358,36 @@ func manyWorld(n int) (*circlecitest.World, []*circlecitest.Artifact) {
 		arts = append(arts, j.AddArtifact(0, "f/"+strconv.Itoa(i), int64(100+i)))
 	}
 	return w, arts
+}
+
+// When one stream of a multi-stream download fails for good, the others,
+// the first one reading the response already under way included, stop at
+// once instead of waiting for their bodies or the idle timeout.
+func TestFailedStreamStopsTheOthers(t *testing.T) {
+	const size = 16 << 20
+	w, _ := bigWorld(size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Bandwidth: 4 << 20,
+		Faults: circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {
+			if c.Request.Header.Get("Range") == "" {
+				return circlecitest.StallFault(1<<20, time.Minute) // the first GET stalls after the probe
+			}
+			return circlecitest.StatusFault(404, "") // every range is refused
+		})})
+	client, err := circleci.New(circleci.Config{Host: srv.URL, Token: token, IdleTimeout: time.Minute,
+		Retry: circleci.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 10 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest, _ := localSink(t)
+	opts := pullOpts()
+	opts.MultiThreadStreams = 4
+	opts.MultiThreadCutoff = 1 << 20
+	start := time.Now()
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Failed != 1 {
+		t.Fatalf("pull: %+v, %v; want the artifact failed", sum, err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("took %s: the stream reading the stalled first answer was not stopped when the others failed", d)
+	}
 }

@@ -142,7 +142,11 @@ func TestChaos(t *testing.T) {
 			}
 			defer func() {
 				if t.Failed() {
-					t.Logf("trial: %s\nreplay: %s=%d %s=1 go test -run 'TestChaos/seed=%d$' .", tr, chaosSeedEnv, seed, chaosTrialsEnv, seed)
+					env := ""
+					if tr.s3 {
+						env = sinktest.EnvEndpoint + "=" + os.Getenv(sinktest.EnvEndpoint) + " "
+					}
+					t.Logf("trial: %s\nreplay: %s%s=%d %s=1 go test -run 'TestChaos/seed=%d$' .", tr, env, chaosSeedEnv, seed, chaosTrialsEnv, seed)
 				}
 			}()
 			tr.run(t, s3env)

@@ -38,7 +38,7 @@ const (
 
 // chaosDefaultTrials is what CI runs: about half to a directory and half
 // to S3, a few minutes under -race on a small machine.
-const chaosDefaultTrials = 12
+const chaosDefaultTrials = 16
 
 // chaosMaxRuns bounds the runs of one trial: the interrupted ones, one with
 // the transient faults still on, and the rest without them.

@@ -104,7 +104,8 @@ const chaosMaxRuns = 6
 //     when the run received its last byte (a partial as long as the
 //     artifact may be fetched again once);
 //   - its size, in a --force run, or if the trial deleted it after the run;
-//   - for a large artifact, chaosRangeSlack per run that fetched any of it;
+//   - for a large artifact, chaosRangeSlack per answer of it not read to its
+//     end (at least one per run that fetched any of it);
 //   - chaosWireSlack in the run after one that ended without recording it.
 //
 // A tool that resumes passes; one that starts an interrupted large download
@@ -381,9 +382,10 @@ func (tr *chaosTrial) transient() circlecitest.FaultFunc {
 const chaosCutSlack = 1 << 20
 
 // chaosRangeSlack is what the server may have sent of a large artifact,
-// per run, beyond what the tool read: the first GET of a multi-stream
-// download is closed after its first chunk, and the bytes already written
-// to the connection count as served.
+// per answer the tool did not read to its end, beyond what the tool read:
+// the first GET of a multi-stream download (and the first answer of a
+// resume) is closed after its first chunk, and the bytes already written to
+// the connection count as served.
 const chaosRangeSlack = 256 << 10
 
 // chaosWireSlack is what the server may count as served to a run after the
@@ -590,7 +592,13 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 				continue
 			}
 			if a.Size() >= tr.cutoff {
-				ac.allow(a, chaosRangeSlack, fmt.Sprintf("run %d: %d (a ranged response closed early)", run, chaosRangeSlack))
+				// Every answer the tool did not read to its end (the first
+				// GET of a multi-stream download, or the first answer of
+				// each resume, closed after its first chunk) may have put
+				// bytes into the connection that were never read.
+				dl := srv.Downloads(a)
+				early := int64(max(1, dl.Started-dl.Completed))
+				ac.allow(a, early*chaosRangeSlack, fmt.Sprintf("run %d: %d × %d (answers closed early)", run, early, chaosRangeSlack))
 			}
 			if inFlight[a] {
 				ac.allow(a, chaosWireSlack, fmt.Sprintf("run %d: %d (written to the last run's connection)", run, chaosWireSlack))

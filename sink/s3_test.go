@@ -272,8 +272,9 @@ func TestS3LockTakeover(t *testing.T) {
 	}
 	select {
 	case <-lease.Lost():
-		if lease.Err() == nil {
-			t.Error("Lost closed but Err is nil")
+		var lost *sink.LostLockError
+		if err := lease.Err(); !errors.As(err, &lost) || !strings.Contains(err.Error(), "lost the lock on s3://"+env.Bucket+"/dest/.artifact-sync/lock: taken over by thief") {
+			t.Errorf("Err() = %v; want a *sink.LostLockError naming the new holder", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("lease not reported lost after being overwritten")

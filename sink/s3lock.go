@@ -406,8 +406,9 @@ func (l *s3Lease) Err() error {
 
 // Confirm checks that the lease is still held, renewing it first unless
 // the last renewal is less than a renewal interval old: after it returns
-// nil, no other run can take the lease for most of a ttl. A caller makes a
-// write conditional on holding the lease by confirming just before it.
+// nil, no other run can take the lease for at least a renewal interval. A
+// caller makes a write conditional on holding the lease by confirming just
+// before it.
 func (l *s3Lease) Confirm(ctx context.Context) error {
 	l.mu.Lock()
 	err, fresh := l.err, time.Since(l.renewed) < l.renewInterval()
@@ -415,13 +416,22 @@ func (l *s3Lease) Confirm(ctx context.Context) error {
 	if err != nil || fresh {
 		return err
 	}
-	if err := l.renewOnce(ctx, l.renewInterval()); err != nil {
-		if errors.As(err, new(*LostLockError)) {
-			l.fail(err)
-		}
+	err = l.renewOnce(ctx, l.renewInterval())
+	if errors.As(err, new(*LostLockError)) {
+		l.fail(err)
 		return err
 	}
-	return nil
+	if err != nil {
+		// Not renewed now, but the last renewal still keeps others out
+		// for a while: the renewal loop decides when it is too old.
+		l.mu.Lock()
+		held := time.Since(l.renewed) < l.ttl-2*l.renewInterval()
+		l.mu.Unlock()
+		if held {
+			return nil
+		}
+	}
+	return err
 }
 
 // Release stops renewing and gives the lease up if it is still ours: it

@@ -728,23 +728,28 @@ func (s *S3) TidyUploads(ctx context.Context) error {
 		}
 	}
 	var errs []error
-	inUse := map[string]bool{} // upload IDs still open
-	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{
-		Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix)})
+	seen := map[string]bool{} // keys whose recorded upload is listed
+	// The whole bucket's uploads, filtered here: MinIO lists uploads only
+	// for an exact key or for no prefix at all.
+	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return s.classify("list the open uploads of", "", err)
 		}
 		for _, up := range page.Uploads {
-			key := strings.TrimPrefix(aws.ToString(up.Key), s.prefix)
+			full := aws.ToString(up.Key)
+			if !strings.HasPrefix(full, s.prefix) {
+				continue
+			}
+			key := strings.TrimPrefix(full, s.prefix)
 			id, initiated := aws.ToString(up.UploadId), aws.ToTime(up.Initiated)
 			st := states[key]
 			var abandoned bool
 			switch {
 			case st != nil && st.UploadID == id:
-				inUse[id] = now.Sub(st.Updated) <= s.abandonAfter
-				abandoned = !inUse[id]
+				seen[key] = true
+				abandoned = now.Sub(st.Updated) > s.abandonAfter
 			case st != nil && ownedBy(st, up):
 				// Created for the recorded write (the recorded ID is
 				// another one, or none yet): a run died in between.
@@ -753,17 +758,24 @@ func (s *S3) TidyUploads(ctx context.Context) error {
 				abandoned = now.Sub(initiated) > s.abandonAfter
 			}
 			if abandoned {
-				if err := s.abort(ctx, key, id); err != nil {
-					errs = append(errs, err)
+				errs = append(errs, s.abort(ctx, key, id))
+				if st != nil && st.UploadID == id {
+					errs = append(errs, s.dropState(ctx, key))
 				}
 			}
 		}
 	}
 	for key, st := range states {
-		if !inUse[st.UploadID] {
-			if err := s.dropState(ctx, key); err != nil {
-				errs = append(errs, err)
-			}
+		switch {
+		case seen[key]:
+		case st.UploadID == "" || now.Sub(st.Updated) > s.abandonAfter:
+			errs = append(errs, s.discard(ctx, key, st))
+		default:
+			// Not listed: finished or aborted meanwhile, or a server
+			// that lists uploads incompletely. ListParts tells, and
+			// resumable drops the state if the upload is gone.
+			_, err := s.resumable(ctx, key)
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -68,8 +68,8 @@ var zeroSum = func() string {
 }()
 
 // TestMemoryBound streams 64 MiB to each sink and checks that the heap
-// stays within the documented bound: for S3 about (Concurrency+3) ×
-// PartSize, for a directory a small copy buffer.
+// stays within the documented bound: for S3 (Concurrency+1) × PartSize,
+// for a directory a small copy buffer.
 func TestMemoryBound(t *testing.T) {
 	const MiB = 1 << 20
 	l, _ := sink.NewLocal(t.TempDir())
@@ -91,7 +91,7 @@ func TestMemoryBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bound := uint64(cfg.Concurrency+3) * uint64(cfg.PartSize)
+	bound := uint64(cfg.Concurrency+1) * uint64(cfg.PartSize)
 	const slack = 12 * MiB // GC lag, HTTP and SDK buffers
 	for _, size := range []int64{streamSize, -1} {
 		peak := peakHeap(t, func() {

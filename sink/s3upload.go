@@ -496,14 +496,16 @@ func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info
 }
 
 // readPart reads up to size bytes of r into buf, which it grows as bytes
-// arrive (so a stream that claims a huge size but ends early costs only
-// what it delivered) and returns. A nil error means it read size bytes.
+// arrive (so a stream that claims a huge size but ends early costs at most
+// twice what it delivered) and returns. A nil error means it read size bytes.
 func readPart(r io.Reader, buf []byte, size int64) ([]byte, error) {
 	buf = buf[:0]
 	for int64(len(buf)) < size {
 		if len(buf) == cap(buf) {
-			grow := min(size-int64(len(buf)), max(int64(cap(buf)), 1<<20))
-			buf = slices.Grow(buf, int(grow))
+			// Straight to the part size for ordinary parts; doubling from
+			// 8 MiB for the huge parts of a huge declared size.
+			want := min(size, max(2*int64(cap(buf)), DefaultS3PartSize))
+			buf = slices.Grow(buf, int(want)-len(buf))
 		}
 		n, err := r.Read(buf[len(buf):int(min(int64(cap(buf)), size))])
 		buf = buf[:len(buf)+n]

@@ -136,3 +136,69 @@ func openKeys(t *testing.T, env sinktest.S3Env) string {
 	keys := env.OpenUploads(t)
 	return strings.Join(keys, " ")
 }
+
+// TestS3PutRetriesSlowDown: a 503 SlowDown (or a reset) on a PUT whose
+// bytes are in memory (a small object such as a manifest journal, or a
+// part of a multipart upload) is retried there, not turned into a failed
+// write that stops the run.
+func TestS3PutRetriesSlowDown(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	var slowed atomic.Int32
+	s := withTransport(t, env, "retry", func(next http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPut && slowed.Add(1)%2 == 1 {
+				if r.Body != nil {
+					io.Copy(io.Discard, r.Body)
+					r.Body.Close()
+				}
+				return &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Content-Type": {"application/xml"}}, Request: r,
+					Body: io.NopCloser(strings.NewReader("<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"))}, nil
+			}
+			return next.RoundTrip(r)
+		})
+	})
+	for _, c := range []struct {
+		key string
+		r   func([]byte) io.Reader
+		n   int
+	}{
+		{".artifact-sync/manifest/journal-1.jsonl", func(b []byte) io.Reader { return bytes.NewReader(b) }, 300},
+		{"small.bin", func(b []byte) io.Reader { return io.MultiReader(bytes.NewReader(b)) }, 3000},
+		{"big.bin", func(b []byte) io.Reader { return io.MultiReader(bytes.NewReader(b)) }, sinktest.BigSize},
+	} {
+		data := sinktest.Data(9, c.n)
+		if _, err := s.Put(t.Context(), c.key, c.r(data), sink.PutOptions{Size: int64(c.n)}); err != nil {
+			t.Errorf("Put(%s) with every other PUT answered 503 SlowDown: %v", c.key, err)
+		}
+	}
+	if slowed.Load() < 4 {
+		t.Fatalf("only %d PUTs were made", slowed.Load())
+	}
+}
+
+// TestS3HugeDeclaredSize: a source that claims petabytes fails that
+// artifact at once with a clear error; one that claims terabytes but
+// delivers little costs only what it delivered, not part buffers sized
+// for the claim.
+func TestS3HugeDeclaredSize(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	s := env.NewS3(t, "huge")
+	_, err := s.Put(t.Context(), "claims-8EiB", &zeroes{1 << 20}, sink.PutOptions{Size: 1<<63 - 1})
+	if err == nil || !strings.Contains(err.Error(), "5 TiB") || sink.IsPermanent(err) {
+		t.Errorf("Put of a declared 8 EiB: %v; want a clear (per-artifact, not run-stopping) error naming S3's 5 TiB limit", err)
+	}
+	const claim = 4 << 40 // parts of 440 MB to fit 10,000 of them
+	var perr error
+	peak := peakHeap(t, func() {
+		_, perr = s.Put(t.Context(), "claims-4TiB", &zeroes{12 << 20}, sink.PutOptions{Size: claim})
+	})
+	if !errors.Is(perr, sink.ErrShortStream) {
+		t.Errorf("Put of 12 MiB declared as 4 TiB: %v; want ErrShortStream", perr)
+	}
+	if peak > 64<<20 {
+		t.Errorf("Put of 12 MiB declared as 4 TiB raised the heap by %d MiB", peak>>20)
+	}
+	if ups := env.OpenUploads(t); len(ups) != 0 {
+		t.Errorf("uploads left open: %q", ups)
+	}
+}

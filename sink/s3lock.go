@@ -226,7 +226,7 @@ func (e *LostLockError) Error() string {
 			why += " at " + e.Since.UTC().Format(time.RFC3339)
 		}
 	}
-	return fmt.Sprintf("lost the lock on %s: %s; this run stopped so that two runs do not write at once (what it finished is recorded): "+
+	return fmt.Sprintf("lost the lock on %s: %s; this run stopped so that two runs do not write at once: "+
 		"make sure one run at a time writes this destination, then run the same command again", e.Lock, why)
 }
 

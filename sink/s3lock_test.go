@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/artifact-sync/artifact-sync/sink"
 	"github.com/artifact-sync/artifact-sync/sink/sinktest"
@@ -44,37 +41,12 @@ func isLockWrite(r *http.Request) bool {
 	return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/.artifact-sync/lock")
 }
 
-// fakeS3 is an in-process S3 server: gofakes3's memory backend, which
-// honours If-None-Match and If-Match on PUT but ignores If-Match on
-// DELETE. With ignoreConditions it also ignores them on PUT, as s3rver
-// does (the headers are dropped before gofakes3 sees them).
-func fakeS3(t *testing.T, ignoreConditions bool) sinktest.S3Env {
-	t.Helper()
-	backend := s3mem.New()
-	h := gofakes3.New(backend).Server()
-	if ignoreConditions {
-		inner := h
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Header.Del("If-None-Match")
-			r.Header.Del("If-Match")
-			inner.ServeHTTP(w, r)
-		})
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	env := sinktest.S3Env{Endpoint: srv.URL, Bucket: "nocond", AccessKey: "k", SecretKey: "s", Region: "us-east-1"}
-	if err := backend.CreateBucket(env.Bucket); err != nil {
-		t.Fatal(err)
-	}
-	return env
-}
-
 // TestS3LockRefusesWithoutConditionalWrites: on a server that ignores
 // conditional writes a lease proves nothing, so Lock refuses with one
 // line naming the gap and the way out; --s3-lock=none (NoLock) runs
 // without one.
 func TestS3LockRefusesWithoutConditionalWrites(t *testing.T) {
-	env := fakeS3(t, true)
+	env := sinktest.NewFakeS3(t, true)
 	s := env.NewS3(t, "dest")
 	_, err := s.Lock(t.Context(), sink.DefaultLockName, "host a pid 1 run x", time.Minute)
 	var ce *sink.ConditionalWritesError
@@ -182,7 +154,7 @@ func TestS3LockWithUnquotedETags(t *testing.T) {
 // ignores If-Match (MinIO, gofakes3, RGW 16), a run that releases a lease
 // someone else has taken in the meantime must leave theirs in place.
 func TestS3LockReleaseKeepsAnotherHoldersLease(t *testing.T) {
-	for name, env := range map[string]sinktest.S3Env{"gofakes3": fakeS3(t, false), "server under test": sinktest.NewS3Bucket(t)} {
+	for name, env := range map[string]sinktest.S3Env{"gofakes3": sinktest.NewFakeS3(t, false), "server under test": sinktest.NewS3Bucket(t)} {
 		t.Run(name, func(t *testing.T) { testReleaseKeepsAnotherHoldersLease(t, env) })
 	}
 }

@@ -116,9 +116,9 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	var lease sink.Lease
 	if locker, ok := dest.(sink.Locker); ok && !opts.DryRun {
-		l, err := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
-		if err != nil {
-			return sum, err
+		l, lockErr := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
+		if lockErr != nil {
+			return sum, lockErr
 		}
 		lease = l
 		// A lease lost mid-run (taken over, or not renewable in time) stops
@@ -143,7 +143,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		}()
 		defer func() {
 			if lerr := lease.Err(); lerr != nil {
-				err = lerr
+				err = lerr // Pull's result
 				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
 			}
 		}()

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -84,6 +85,7 @@ type app struct {
 	idle     time.Duration
 	streams  int
 	cutoff   string
+	maxSize  string
 	s3       sink.S3Config
 	s3Lock   string
 	download bool
@@ -271,7 +273,8 @@ func (a *app) pullCmd() *cobra.Command {
 	f.StringVar(&a.manifest, "manifest", "", "where the resumable manifest lives: a directory or an s3:// URL (default DEST/"+ccsync.ManifestPrefix+")")
 	f.BoolVar(&a.dryRun, "dry-run", false, "print what would be transferred, transfer nothing")
 	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
-	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts per artifact before it counts as failed")
+	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts in a row that keep nothing new before an artifact counts as failed")
+	f.StringVar(&a.maxSize, "max-artifact-size", "64G", "fail, without a transfer, an artifact whose download declares more bytes (K, M, G: binary units)")
 	f.StringVar(&a.s3Lock, "s3-lock", "lease", "how a run keeps others off an S3 destination: lease (a lock object guarded by conditional writes) or none (no lock, for servers that do not enforce conditional writes; at your own risk)")
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
@@ -511,12 +514,16 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
 	}
+	maxSize, err := parseSize(a.maxSize)
+	if err != nil {
+		return usagef("--max-artifact-size %q: %v; give a size such as 64G", a.maxSize, err)
+	}
 	dest, store, err := a.destination(ctx)
 	if err != nil {
 		return err
 	}
 	opts := ccsync.PullOptions{
-		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff,
+		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff, MaxArtifactSize: maxSize,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
 		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout,
 	}
@@ -564,6 +571,10 @@ func (a *app) report(sum *ccsync.Summary) {
 		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
 	for _, f := range sum.Failures {
+		if f.Path == "" {
+			fmt.Fprintf(a.stdout, "  failed: job %d (%s): %s\n", f.JobNumber, f.JobName, f.Error)
+			continue
+		}
 		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, f.Error)
 	}
 	for _, s := range sum.Passed {
@@ -596,7 +607,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		}
 	}
 	if n := res.Failed + len(res.Unexpected); n > 0 {
-		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", n, dest)}
+		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", n, dest)}
 	}
 	return nil
 }
@@ -689,8 +700,8 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("not a positive size")
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, errors.New("not a positive size that fits in 63 bits")
 	}
 	return n * mult, nil
 }

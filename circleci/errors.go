@@ -133,13 +133,18 @@ func checkResponse(resp *http.Response, secret string) error {
 		e.Message = redact(errorMessage(resp.Header.Get("Content-Type"), body), secret)
 	}
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
+	// Blame the token only where it was sent: a storage host that refuses a
+	// signed URL (expired, or the object is gone) never saw it.
+	sent := resp.Request != nil && carriesToken(resp.Request)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && sent:
 		e.hint = "the CircleCI API token was rejected; create a new personal API token " +
 			"(CircleCI → User Settings → Personal API Tokens; project tokens do not work) " +
 			"and pass it with --token or $CIRCLE_TOKEN"
-	case http.StatusForbidden:
+	case resp.StatusCode == http.StatusForbidden && sent:
 		e.hint = "the token is not allowed to read this; check that its user can see the project"
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		e.hint = "the storage host refused the download (its signed URL may have expired, or the object is gone); a later run asks CircleCI for a fresh one"
 	}
 	return e
 }

@@ -80,7 +80,11 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-func (t *authTransport) wantsToken(req *http.Request) bool {
+func (t *authTransport) wantsToken(req *http.Request) bool { return carriesToken(req) }
+
+// carriesToken reports whether req is sent with the token: its context
+// scope matches its origin and every hop of its redirect chain stayed there.
+func carriesToken(req *http.Request) bool {
 	scope, ok := req.Context().Value(tokenScopeKey{}).(string)
 	if !ok || origin(req.URL) != scope {
 		return false

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,30 +172,29 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, opts PutOption
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", l.path(key), err)
 	}
-	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, 0, nil), opts)
+	return l.write(ctx, l.newKept(key, f, opts), newCheckedReader(ctx, r, opts.Size, 0, nil))
 }
 
-// write streams cr to the end of the temporary file f and commits it at key;
-// on failure it keeps what was written as key's partial.
-func (l *Local) write(ctx context.Context, key string, f *os.File, cr *checkedReader, opts PutOptions) (Info, error) {
-	dst := l.path(key)
-	info, err := l.commit(ctx, key, f, cr)
+// write streams cr to the end of k's file and commits it at its key; on
+// failure it keeps what was written as the key's partial.
+func (l *Local) write(ctx context.Context, k *keptFile, cr *checkedReader) (Info, error) {
+	dst := l.path(k.key)
+	w := &writebackWriter{k: k, kicked: cr.n, wrote: cr.n, saved: cr.n}
+	info, err := l.commit(ctx, k, w, cr)
 	if err == nil {
-		l.removePartial(key)
 		return info, nil
 	}
-	if errors.Is(err, ErrLongStream) || cr.n == 0 {
-		f.Close()
-		os.Remove(f.Name())
+	if errors.Is(err, ErrLongStream) {
+		k.discard()
 	} else {
-		l.keepPartial(key, f, opts)
+		k.keep(w.spans())
 	}
 	return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
 }
 
-func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedReader) (Info, error) {
+func (l *Local) commit(ctx context.Context, k *keptFile, w *writebackWriter, cr *checkedReader) (Info, error) {
 	buf := copyBuffers.Get().(*[]byte)
-	_, err := io.CopyBuffer(&writebackWriter{f: f, kicked: cr.n, wrote: cr.n}, cr, *buf)
+	_, err := io.CopyBuffer(w, cr, *buf)
 	copyBuffers.Put(buf)
 	if err != nil {
 		return Info{}, err
@@ -205,16 +202,17 @@ func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedR
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	fi, err := l.place(ctx, f, key)
+	fi, err := l.place(ctx, k)
 	if err != nil {
 		return Info{}, err
 	}
-	return Info{Key: key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
+	return Info{Key: k.key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
 }
 
-// place makes the complete temporary file f durable and moves it to key:
-// fsync, rename into place, close, fsync the folder.
-func (l *Local) place(ctx context.Context, f *os.File, key string) (fs.FileInfo, error) {
+// place makes k's complete file durable and moves it to its key: fsync,
+// rename into place, close, fsync the folder.
+func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
+	f := k.f
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
@@ -227,18 +225,20 @@ func (l *Local) place(ctx context.Context, f *os.File, key string) (fs.FileInfo,
 	}
 	// Most keys go to folders that exist by now: create the folder only
 	// when the rename says it is missing.
-	dst := l.path(key)
-	err = os.Rename(f.Name(), dst)
+	dst := l.path(k.key)
+	err = os.Rename(k.path, dst)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return nil, err
 		}
-		err = os.Rename(f.Name(), dst)
+		err = os.Rename(k.path, dst)
 	}
 	if err != nil {
 		return nil, err
 	}
+	k.path = dst
 	f.Close()
+	k.placed()
 	return fi, syncDir(filepath.Dir(dst))
 }
 
@@ -251,56 +251,37 @@ var copyBuffers = stdsync.Pool{New: func() any { b := make([]byte, 256<<10); ret
 // kernel to start writing it to disk.
 const writebackStep = 8 << 20
 
-// writebackWriter writes to the end of f and starts the disk writes of
-// every writebackStep bytes as they arrive, so that a large file's fsync
-// does not have to write it all at the end. It hides *os.File's ReadFrom,
-// so io.CopyBuffer uses our buffer and the checked reader sees every read.
+// writebackWriter writes to the end of a kept file and starts the disk
+// writes of every writebackStep bytes as they arrive, so that a large file's
+// fsync does not have to write it all at the end; every checkpointStep bytes
+// it checkpoints the file, so a kill keeps what arrived. It hides
+// *os.File's ReadFrom, so io.CopyBuffer uses our buffer and the checked
+// reader sees every read.
 type writebackWriter struct {
-	f             *os.File
-	kicked, wrote int64 // offsets: writeback started below kicked; written below wrote
+	k                    *keptFile
+	kicked, wrote, saved int64 // offsets: writeback started below kicked; written below wrote; checkpointed below saved
 }
 
 func (w *writebackWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	n, err := w.k.f.Write(p)
 	w.wrote += int64(n)
 	if w.wrote-w.kicked >= writebackStep {
-		startWriteback(w.f, w.kicked, w.wrote-w.kicked)
+		startWriteback(w.k.f, w.kicked, w.wrote-w.kicked)
 		w.kicked = w.wrote
+	}
+	if err == nil && w.wrote-w.saved >= checkpointStep {
+		err = w.k.checkpoint(w.spans())
+		w.saved = w.wrote
 	}
 	return n, err
 }
 
-type partialMeta struct {
-	Key       string `json:"key"`
-	Validator string `json:"validator"`
-	Total     int64  `json:"total"`
-}
-
-func (l *Local) partialPath(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(l.stateDir("partial"), hex.EncodeToString(sum[:]))
-}
-
-// keepPartial moves the temporary file f to key's partial slot, recording
-// the validator first. It is best effort: if it fails, the bytes are dropped.
-func (l *Local) keepPartial(key string, f *os.File, opts PutOptions) {
-	defer f.Close()
-	l.partials.Store(partialsSome)
-	p := l.partialPath(key)
-	meta, _ := json.Marshal(partialMeta{Key: key, Validator: opts.Validator, Total: opts.Size})
-	err := f.Sync()
-	if err == nil {
-		err = os.MkdirAll(filepath.Dir(p), 0o755)
+// spans is what was written.
+func (w *writebackWriter) spans() []Span {
+	if w.wrote == 0 {
+		return nil
 	}
-	if err == nil {
-		err = writeFileAtomic(l, p+".json", meta)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	return []Span{{0, w.wrote}}
 }
 
 func writeFileAtomic(l *Local, path string, data []byte) error {
@@ -324,42 +305,6 @@ func writeFileAtomic(l *Local, path string, data []byte) error {
 	return err
 }
 
-func (l *Local) removePartial(key string) {
-	if !l.mayHavePartials() {
-		return
-	}
-	p := l.partialPath(key)
-	os.Remove(p)
-	os.Remove(p + ".json")
-}
-
-// Partial implements Resumer.
-func (l *Local) Partial(ctx context.Context, key string) (PartialInfo, error) {
-	if err := l.checkKey(key); err != nil {
-		return PartialInfo{}, err
-	}
-	if !l.mayHavePartials() {
-		return PartialInfo{}, nil
-	}
-	p := l.partialPath(key)
-	fi, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return PartialInfo{}, nil
-	}
-	if err != nil {
-		return PartialInfo{}, localErr(err)
-	}
-	meta := partialMeta{Total: -1}
-	if b, err := os.ReadFile(p + ".json"); err == nil {
-		_ = json.Unmarshal(b, &meta)
-	}
-	if meta.Key != key {
-		// Not described: nothing proves these bytes belong to any version.
-		meta = partialMeta{Total: -1}
-	}
-	return PartialInfo{Size: fi.Size(), Total: meta.Total, Validator: meta.Validator}, nil
-}
-
 // PutFrom implements Resumer.
 func (l *Local) PutFrom(ctx context.Context, key string, off int64, r io.Reader, opts PutOptions) (Info, error) {
 	if err := l.checkKey(key); err != nil {
@@ -370,68 +315,27 @@ func (l *Local) PutFrom(ctx context.Context, key string, off int64, r io.Reader,
 		l.removePartial(key)
 		return l.Put(ctx, key, r, opts)
 	}
-	f, err := l.claimPartial(key)
+	k, spans, err := l.claimPartial(key, off, opts)
 	if err != nil {
 		return Info{}, fmt.Errorf("resume %s: %w", dst, err)
 	}
+	if prefixOf(spans) < off {
+		k.keep(spans)
+		return Info{}, fmt.Errorf("resume %s: only %d bytes kept, cannot resume at byte %d", dst, prefixOf(spans), off)
+	}
 	h := sha256.New()
-	fi, err := f.Stat()
-	if err == nil && fi.Size() < off {
-		err = fmt.Errorf("only %d bytes kept, cannot resume at byte %d", fi.Size(), off)
+	err = k.f.Truncate(off)
+	if err == nil {
+		_, err = io.Copy(h, io.NewSectionReader(k.f, 0, off))
 	}
 	if err == nil {
-		err = f.Truncate(off)
-	}
-	if err == nil {
-		_, err = io.Copy(h, io.NewSectionReader(f, 0, off))
-	}
-	if err == nil {
-		_, err = f.Seek(off, io.SeekStart)
+		_, err = k.f.Seek(off, io.SeekStart)
 	}
 	if err != nil {
-		l.keepPartial(key, f, opts)
+		k.keep(spans)
 		return Info{}, localErr(fmt.Errorf("resume %s: %w", dst, err))
 	}
-	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, off, h), opts)
-}
-
-// claimPartial moves key's partial into the tmp directory and opens it, so
-// two writers never append to the same file.
-func (l *Local) claimPartial(key string) (*os.File, error) {
-	dir := l.stateDir("tmp")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, localErr(err)
-	}
-	tmp := filepath.Join(dir, rand.Text())
-	if err := os.Rename(l.partialPath(key), tmp); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errors.New("no partial write to resume")
-		}
-		return nil, localErr(err)
-	}
-	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
-	if err != nil {
-		os.Remove(tmp)
-		return nil, localErr(err)
-	}
-	return f, nil
-}
-
-// DiscardPartial implements Resumer.
-func (l *Local) DiscardPartial(ctx context.Context, key string) error {
-	if err := l.checkKey(key); err != nil {
-		return err
-	}
-	if !l.mayHavePartials() {
-		return nil
-	}
-	p := l.partialPath(key)
-	for _, name := range []string{p, p + ".json"} {
-		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return localErr(err)
-		}
-	}
-	return nil
+	return l.write(ctx, k, newCheckedReader(ctx, r, opts.Size, off, h))
 }
 
 // notExist turns "a parent is a file" and "is a directory" into not-exist.
@@ -578,6 +482,7 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 	lease, err := lockFile(filepath.Join(dir, name), name, holder)
 	if err == nil && name == DefaultLockName {
 		l.removeStaleTemps()
+		l.cleanPartials()
 	}
 	return lease, err
 }

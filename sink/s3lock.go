@@ -166,6 +166,8 @@ func (s *S3) probeConditionalWrites(ctx context.Context) (condWrites, error) {
 		return condWrites{}, s.condErr
 	}
 	defer func() {
+		// A probe object that could not be deleted is a few bytes in the
+		// state folder, and the verdict stands: not worth failing for.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		_, _ = s.client.DeleteObject(dctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))})
@@ -456,9 +458,19 @@ func (l *s3Lease) Release(ctx context.Context) error {
 	etag := l.etag
 	l.mu.Unlock()
 	now := time.Now().UTC()
-	etag, err := l.put(ctx, etag, lockRecord{Holder: l.holder + " (released)", Since: now, Expires: now})
+	released := lockRecord{Holder: l.holder + " (released)", Since: now, Expires: now}
+	etag, err := l.put(ctx, etag, released)
 	if preconditionFailed(err) {
-		return nil // no longer ours
+		// A renewal cut short by Release may have landed without this
+		// lease learning its ETag: the token in the object tells.
+		rec, cur, rerr := l.read(ctx)
+		if rerr != nil || rec.Token != l.token {
+			return nil // no longer ours
+		}
+		etag, err = l.put(ctx, cur, released)
+		if preconditionFailed(err) {
+			return nil
+		}
 	}
 	if err != nil {
 		return l.s.classify("unlock", stateDir+"/"+l.name, err)

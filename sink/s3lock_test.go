@@ -183,3 +183,42 @@ func testReleaseKeepsAnotherHoldersLease(t *testing.T, env sinktest.S3Env) {
 		t.Errorf("the other holder's lease was overwritten: %s", b)
 	}
 }
+
+// TestS3LockReleaseAfterCutRenewal: Release stops a renewal whose write
+// reached the server but whose reply had not come back, so the lease does
+// not know its latest ETag; it must still give the lease up, not leave it
+// held until it expires.
+func TestS3LockReleaseAfterCutRenewal(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	var renewing atomic.Bool
+	s := withTransport(t, env, "dest", func(next http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil && isLockWrite(r) && r.Header.Get("If-Match") != "" && !renewing.Swap(true) {
+				select { // the reply is slow to come back
+				case <-r.Context().Done():
+					resp.Body.Close()
+					return nil, r.Context().Err()
+				case <-time.After(5 * time.Second):
+				}
+			}
+			return resp, err
+		})
+	})
+	// The first renewal comes after 2 s; the lease lasts 6 s past it.
+	lease, err := s.Lock(t.Context(), sink.DefaultLockName, "host a pid 1 run x", 6*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !renewing.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := lease.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	next, err := env.NewS3(t, "dest").Lock(t.Context(), sink.DefaultLockName, "host b pid 2 run y", time.Minute)
+	if err != nil {
+		t.Fatalf("Lock right after Release: %v", err)
+	}
+	next.Release(t.Context())
+}

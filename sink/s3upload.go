@@ -651,7 +651,11 @@ func (s *S3) checkObject(ctx context.Context, key string, size int64, hasCRC boo
 		return nil
 	}
 	_, derr := s.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))})
-	return &s3Error{msg: fmt.Sprintf("put %s: the object does not match what was uploaded (%s); it was deleted, and the transfer will be retried", s.url(key), bad),
+	fate := "it was deleted"
+	if derr != nil {
+		fate = "deleting it failed too (" + oneLine(s.classify("delete", key, derr).Error()) + ")"
+	}
+	return &s3Error{msg: fmt.Sprintf("put %s: the object does not match what was uploaded (%s); %s, and the transfer will be retried", s.url(key), bad, fate),
 		errs: []error{ErrMismatch, derr}}
 }
 

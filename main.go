@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -525,7 +523,7 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	opts := ccsync.PullOptions{
 		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff, MaxArtifactSize: maxSize,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
-		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout,
+		Manifest: store, ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout,
 	}
 	if !a.dryRun && !a.quiet {
 		if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -548,12 +546,6 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 		return failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
 	}
 	return nil
-}
-
-func runID() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
 func (a *app) report(sum *ccsync.Summary) {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -75,14 +74,14 @@ type keptFile struct {
 	key    string
 	opts   PutOptions
 	f      *os.File
-	path   string // where f is now
+	path   string // where f is now: a slash path below the destination
 	inSlot bool   // path is key's partial slot
 
 	mu stdsync.Mutex // serializes checkpoints
 }
 
-func (l *Local) newKept(key string, f *os.File, opts PutOptions) *keptFile {
-	return &keptFile{l: l, key: key, opts: opts, f: f, path: f.Name()}
+func (l *Local) newKept(key string, f *os.File, rel string, opts PutOptions) *keptFile {
+	return &keptFile{l: l, key: key, opts: opts, f: f, path: rel}
 }
 
 // checkpoint makes spans durable and describes them in the partial slot.
@@ -94,14 +93,14 @@ func (k *keptFile) checkpoint(spans []Span) error {
 	}
 	if !k.inSlot {
 		slot := k.l.partialPath(k.key)
-		if err := os.MkdirAll(filepath.Dir(slot), 0o755); err != nil {
+		if err := k.l.ensureDir(partialDir); err != nil {
 			return err
 		}
 		// An older description must never describe this file.
-		if err := os.Remove(slot + ".json"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := k.l.root.Remove(native(slot + ".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		if err := os.Rename(k.path, slot); err != nil {
+		if err := k.l.root.Rename(native(k.path), native(slot)); err != nil {
 			return err
 		}
 		k.path, k.inSlot = slot, true
@@ -127,9 +126,9 @@ func (k *keptFile) keep(spans []Span) {
 // discard drops the file and its description.
 func (k *keptFile) discard() {
 	k.f.Close()
-	os.Remove(k.path)
+	k.l.root.Remove(native(k.path))
 	if k.inSlot {
-		os.Remove(k.path + ".json")
+		k.l.root.Remove(native(k.path + ".json"))
 	}
 }
 
@@ -137,15 +136,16 @@ func (k *keptFile) discard() {
 // the partial it was, or an older partial of the key, is dropped.
 func (k *keptFile) placed() {
 	if k.inSlot {
-		os.Remove(k.l.partialPath(k.key) + ".json")
+		k.l.root.Remove(native(k.l.partialPath(k.key) + ".json"))
 	} else {
 		k.l.removePartial(k.key)
 	}
 }
 
+// partialPath is key's partial slot, a slash path below the destination.
 func (l *Local) partialPath(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(l.stateDir("partial"), hex.EncodeToString(sum[:]))
+	return partialDir + "/" + hex.EncodeToString(sum[:])
 }
 
 // readPartial reads and checks key's partial description; ok is false if
@@ -155,14 +155,20 @@ func (l *Local) readPartial(key string) (meta partialMeta, ok bool, err error) {
 		return meta, false, nil
 	}
 	slot := l.partialPath(key)
-	b, err := os.ReadFile(slot + ".json")
+	if fi, err := l.root.Lstat(native(slot + ".json")); err != nil || !fi.Mode().IsRegular() {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return meta, false, localErr(err)
+		}
+		return meta, false, nil
+	}
+	b, err := l.root.ReadFile(native(slot + ".json"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return meta, false, nil
 	}
 	if err != nil {
 		return meta, false, localErr(err)
 	}
-	fi, err := os.Lstat(slot)
+	fi, err := l.root.Lstat(native(slot))
 	if errors.Is(err, fs.ErrNotExist) {
 		return meta, false, nil
 	}
@@ -206,7 +212,7 @@ func (l *Local) claimPartial(key string, keep int64, opts PutOptions) (*keptFile
 		}
 	}
 	slot := l.partialPath(key)
-	f, err := os.OpenFile(slot, os.O_RDWR, 0)
+	f, err := l.root.OpenFile(native(slot), os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, localErr(err)
 	}
@@ -231,7 +237,7 @@ func (l *Local) DiscardPartial(ctx context.Context, key string) error {
 	p := l.partialPath(key)
 	// The description first: a file without one is never resumed.
 	for _, name := range []string{p + ".json", p} {
-		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := l.root.Remove(native(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return localErr(err)
 		}
 	}
@@ -242,8 +248,8 @@ func (l *Local) DiscardPartial(ctx context.Context, key string) error {
 func (l *Local) removePartial(key string) {
 	if l.mayHavePartials() {
 		p := l.partialPath(key)
-		os.Remove(p + ".json")
-		os.Remove(p)
+		l.root.Remove(native(p + ".json"))
+		l.root.Remove(native(p))
 	}
 }
 
@@ -252,11 +258,7 @@ func (l *Local) removePartial(key string) {
 // partials older than partialMaxAge. Only the holder of the destination's
 // lock calls it.
 func (l *Local) cleanPartials() {
-	dir := l.stateDir("partial")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
+	entries := l.readState(partialDir)
 	names := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		names[e.Name()] = true
@@ -270,7 +272,7 @@ func (l *Local) cleanPartials() {
 			old = time.Since(fi.ModTime()) > partialMaxAge
 		}
 		if orphan || old || !e.Type().IsRegular() {
-			os.Remove(filepath.Join(dir, name))
+			l.root.Remove(native(partialDir + "/" + name))
 		}
 	}
 }

@@ -53,11 +53,11 @@ func (l *Local) Create(ctx context.Context, key string, size int64, opts PutOpti
 		return nil, fmt.Errorf("create %s: size must be known", l.path(key))
 	}
 	opts.Size = size
-	f, err := l.newTemp()
+	f, rel, err := l.newTemp()
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", l.path(key), err)
 	}
-	k := l.newKept(key, f, opts)
+	k := l.newKept(key, f, rel, opts)
 	if err := f.Truncate(size); err != nil {
 		k.discard()
 		return nil, localErr(fmt.Errorf("create %s: %w", l.path(key), err))

@@ -174,7 +174,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		return sum, err
 	}
 	e.man = m
-	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency)}
+	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
 	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
 	if !opts.Force {
@@ -325,6 +325,26 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 				ErrCollision, prev.JobNumber, prev.NodeIndex, prev.Path, a.JobNumber, a.NodeIndex, a.Path, a.Key)
 		}
 		owner[a.Key] = a
+	}
+	// A key that is a folder of another key ("report" and "report/x") is a
+	// clash the build made and the user cannot fix: both fail, alone.
+	clash := map[*Artifact]*Artifact{}
+	for key, a := range owner {
+		for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
+			if other, ok := owner[key[:i]]; ok {
+				clash[a], clash[other] = other, a
+			}
+		}
+	}
+	for _, a := range arts {
+		if a.Key == "" {
+			continue
+		}
+		if other, ok := clash[a]; ok {
+			e.fail(a, fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key)))
+			a.Key = ""
+			continue
+		}
 		if !e.opts.Force {
 			if ent, ok := e.man.Lookup(manifestID(a)); ok && ent.Key == a.Key {
 				if present == nil {
@@ -343,6 +363,15 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 		todo = append(todo, a)
 	}
 	return todo, nil
+}
+
+// nextSlash is the index of the next '/' in key after i, or -1.
+func nextSlash(key string, i int) int {
+	j := strings.IndexByte(key[i+1:], '/')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
 }
 
 // listDest starts listing, in the background, the sizes of the objects

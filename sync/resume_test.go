@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
 
+	"github.com/artifact-sync/artifact-sync/circleci"
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/manifest"
 	"github.com/artifact-sync/artifact-sync/sink"
 	ccsync "github.com/artifact-sync/artifact-sync/sync"
 )
@@ -302,5 +305,89 @@ func TestPullRepairsWhatIsMissing(t *testing.T) {
 	checkTree(t, dir, f.arts)
 	if got := f.srv.DownloadTotals().Started; got != 2 {
 		t.Errorf("%d downloads, want 2", got)
+	}
+}
+
+// flakyStore fails the writes whose numbers fail says, like an S3 bucket
+// answering 503 SlowDown now and then.
+type flakyStore struct {
+	manifest.MemStore
+	writes atomic.Int32
+	fail   func(n int32) bool
+}
+
+func (s *flakyStore) WriteFile(ctx context.Context, name string, data []byte) error {
+	if s.fail(s.writes.Add(1)) {
+		return errors.New("503 SlowDown")
+	}
+	return s.MemStore.WriteFile(ctx, name, data)
+}
+
+// A manifest write that fails stops nothing: the run goes on, the records
+// wait for the next write, and the manifest closed at the end holds every
+// transfer.
+func TestFailedManifestWritesDoNotStopTheRun(t *testing.T) {
+	w, arts := manyWorld(300)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	dest, dir := localSink(t)
+	st := &flakyStore{fail: func(n int32) bool { return n == 2 || n == 3 }}
+	opts := pullOpts()
+	opts.Manifest = st
+	opts.Concurrency = 4
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Transferred != 300 || sum.Failed != 0 {
+		t.Fatalf("pull with a flaky manifest store: %d transferred, %d failed, %v", sum.Transferred, sum.Failed, err)
+	}
+	if st.writes.Load() < 4 {
+		t.Fatalf("only %d manifest writes: the failures were not injected", st.writes.Load())
+	}
+	checkTree(t, dir, arts)
+	sum, err = ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Skipped != 300 || sum.Transferred != 0 {
+		t.Fatalf("rerun: %+v, %v; want every artifact recorded", sum, err)
+	}
+}
+
+// manyWorld is one job with n small artifacts.
+func manyWorld(n int) (*circlecitest.World, []*circlecitest.Artifact) {
+	w := circlecitest.NewWorld()
+	j := w.AddProject("gh/acme/widgets", "main").AddPipeline("main").AddWorkflow("build").AddJob("many", circlecitest.JobOptions{})
+	var arts []*circlecitest.Artifact
+	for i := range n {
+		arts = append(arts, j.AddArtifact(0, "f/"+strconv.Itoa(i), int64(100+i)))
+	}
+	return w, arts
+}
+
+// When one stream of a multi-stream download fails for good, the others,
+// the first one reading the response already under way included, stop at
+// once instead of waiting for their bodies or the idle timeout.
+func TestFailedStreamStopsTheOthers(t *testing.T) {
+	const size = 16 << 20
+	w, _ := bigWorld(size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Bandwidth: 4 << 20,
+		Faults: circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {
+			if c.Request.Header.Get("Range") == "" {
+				return circlecitest.StallFault(1<<20, time.Minute) // the first GET stalls after the probe
+			}
+			return circlecitest.StatusFault(404, "") // every range is refused
+		})})
+	client, err := circleci.New(circleci.Config{Host: srv.URL, Token: token, IdleTimeout: time.Minute,
+		Retry: circleci.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 10 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest, _ := localSink(t)
+	opts := pullOpts()
+	opts.MultiThreadStreams = 4
+	opts.MultiThreadCutoff = 1 << 20
+	start := time.Now()
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Failed != 1 {
+		t.Fatalf("pull: %+v, %v; want the artifact failed", sum, err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("took %s: the stream reading the stalled first answer was not stopped when the others failed", d)
 	}
 }

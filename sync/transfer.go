@@ -30,8 +30,8 @@ const DefaultMaxArtifactSize = 64 << 30
 
 // budget bounds the attempts of one artifact (or one range of it): Retries
 // attempts in a row that kept nothing new, or MaxStall without progress.
-// An attempt that moved the kept bytes forward renews it, so a connection
-// cut every few MiB slows a large download but never fails it.
+// Attempts that moved the kept bytes forward (by minProgress) renew it, so
+// a connection cut every few MiB slows a large download but never fails it.
 type budget struct {
 	b        backoff.BackOff
 	max      int
@@ -46,10 +46,15 @@ func (e *engine) newBudget() *budget {
 	return &budget{b: e.newBackOff(), max: e.opts.Retries, left: e.opts.Retries, maxStall: e.opts.MaxStall, since: time.Now()}
 }
 
-// progress notes that kept bytes are now kept; more than ever before renews
-// the budget.
+// minProgress is how much further than ever before the kept bytes must
+// have moved to renew a budget: a server that trickles a few bytes before
+// each stall does not keep an artifact going for ever.
+const minProgress = 1 << 20
+
+// progress notes that kept bytes are now kept; at least minProgress more
+// than ever before renews the budget.
 func (x *budget) progress(kept int64) {
-	if kept > x.best {
+	if kept >= x.best+minProgress {
 		x.best = kept
 		x.left = x.max
 		x.b.Reset()
@@ -323,7 +328,11 @@ func (e *engine) startOver(ctx context.Context, a *Artifact, why string) error {
 // sinkError classifies an error of the destination: permanent ones (a full
 // or read-only disk, a missing bucket) stop the run.
 func (e *engine) sinkError(err error) error {
-	if sink.IsPermanent(err) {
+	switch {
+	case errors.Is(err, sink.ErrPathConflict):
+		// A link or a file in this key's way: that artifact fails alone.
+		return &fatalArtifact{err}
+	case sink.IsPermanent(err):
 		return &fatal{err}
 	}
 	return err
@@ -381,6 +390,9 @@ func retryable(err error) bool {
 	var se *sourceError
 	if errors.As(err, &se) {
 		return circleci.IsRetryable(se.err) || errors.Is(se.err, io.ErrUnexpectedEOF)
+	}
+	if errors.Is(err, sink.ErrPathConflict) {
+		return false
 	}
 	// A sink error that is not permanent (a network hiccup to S3, a short
 	// stream) is worth another attempt.

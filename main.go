@@ -85,6 +85,7 @@ type app struct {
 	cutoff   string
 	maxSize  string
 	s3       sink.S3Config
+	s3Lock   string
 	download bool
 }
 
@@ -151,7 +152,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	case errors.As(err, &fe):
 		return exitFailed
-	case errors.As(err, &ue), errors.As(err, &le),
+	case errors.As(err, &ue), errors.As(err, &le), errors.As(err, new(*sink.LostLockError)),
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
 		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound),
 		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
@@ -272,6 +273,7 @@ func (a *app) pullCmd() *cobra.Command {
 	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
 	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts in a row that keep nothing new before an artifact counts as failed")
 	f.StringVar(&a.maxSize, "max-artifact-size", "64G", "fail, without a transfer, an artifact whose download declares more bytes (K, M, G: binary units)")
+	f.StringVar(&a.s3Lock, "s3-lock", "lease", "how a run keeps others off an S3 destination: lease (a lock object guarded by conditional writes) or none (no lock, for servers that do not enforce conditional writes; at your own risk)")
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
 	f.DurationVar(&a.idle, "idle-timeout", 60*time.Second, "abandon and retry a transfer or API call that receives no bytes for this long")
@@ -486,6 +488,16 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	layout, err := ccsync.ParseLayout(a.layout)
 	if err != nil {
 		return &usageError{err}
+	}
+	switch a.s3Lock {
+	case "lease":
+	case "none":
+		a.s3.NoLock = true
+		if strings.HasPrefix(a.to, "s3://") {
+			a.log.Warn("--s3-lock=none: running without a lock; nothing keeps another run from writing " + a.to + " at the same time, and two runs at once can lose each other's manifest records")
+		}
+	default:
+		return usagef("--s3-lock %q: give lease or none", a.s3Lock)
 	}
 	if a.conc < 1 {
 		return usagef("--concurrency %d: give 1 or more", a.conc)

@@ -114,7 +114,7 @@ var ErrCollision = errors.New("layout puts two artifacts on one key")
 // Failures of single artifacts are counted in the summary, not returned; the
 // error is for what stops the run: usage, authentication, destination,
 // manifest and lock problems, and cancellation.
-func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *Selection, dest sink.Sink, opts PullOptions) (*Summary, error) {
+func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *Selection, dest sink.Sink, opts PullOptions) (_ *Summary, err error) {
 	start := time.Now()
 	e := &engine{api: api, dl: dl, dest: dest, opts: opts, log: opts.Log}
 	e.defaults()
@@ -124,20 +124,21 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	var lease sink.Lease
 	if locker, ok := dest.(sink.Locker); ok && !opts.DryRun {
-		l, err := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
-		if err != nil {
-			return sum, err
+		l, lockErr := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
+		if lockErr != nil {
+			return sum, lockErr
 		}
 		lease = l
-		// A lease lost mid-run (another run took an expired S3 lock over)
-		// stops this one before it writes beside the new holder.
+		// A lease lost mid-run (taken over, or not renewable in time) stops
+		// this run before it writes beside the new holder: Pull returns the
+		// lease's reason, and what it did not finish counts as failed.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
 			select {
 			case <-lease.Lost():
-				cancel(fmt.Errorf("lost the lock on %s: %w", dest, lease.Err()))
+				cancel(lease.Err())
 			case <-ctx.Done():
 			}
 		}()
@@ -148,6 +149,18 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 				e.log.Warn("releasing the lock", "error", err)
 			}
 		}()
+		defer func() {
+			if lerr := lease.Err(); lerr != nil {
+				err = lerr // Pull's result
+				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+			}
+		}()
+		opts.Manifest = leaseManifest(dest, opts.Manifest, lease)
+		if t, ok := dest.(uploadTidier); ok {
+			if err := t.TidyUploads(ctx); err != nil {
+				e.log.Warn("cleaning up unfinished uploads that earlier runs left", "error", err)
+			}
+		}
 	}
 
 	store := opts.Manifest

@@ -145,7 +145,7 @@ func (t *idleTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Context().Err() == nil && errors.As(err, &netErr) && netErr.Timeout()
 		cancel(nil)
 		if idle {
-			return nil, fmt.Errorf("%w: no response within %s", ErrIdleTimeout, t.d)
+			return nil, &idleError{d: t.d}
 		}
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
 	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), errIdle) {
-		return n, fmt.Errorf("%w: no data received for %s", ErrIdleTimeout, b.d)
+		return n, &idleError{d: b.d, body: true}
 	}
 	return n, err
 }
@@ -179,6 +179,27 @@ func (b *idleBody) Close() error {
 	err := b.rc.Close()
 	b.once.Do(func() { b.cancel(nil) })
 	return err
+}
+
+// idleError is the error of a request abandoned by the idle timer; it
+// matches ErrIdleTimeout.
+type idleError struct {
+	d    time.Duration
+	body bool // in the middle of the body, not waiting for the answer
+}
+
+func (e *idleError) Error() string {
+	return ErrIdleTimeout.Error() + ": " + e.cause()
+}
+
+func (e *idleError) Is(target error) bool { return target == ErrIdleTimeout }
+
+// cause says what happened, for a one-line message.
+func (e *idleError) cause() string {
+	if e.body {
+		return "no data for " + e.d.String() + " in the middle of a response"
+	}
+	return "no response within " + e.d.String()
 }
 
 // newTransport returns the default transport, tuned for many concurrent

@@ -163,9 +163,8 @@ func (s *Server) listen(host string, h http.Handler) (string, error) {
 			switch state {
 			case http.StateNew:
 				s.stats.connected(host)
-				l.track(c, true)
 			case http.StateClosed, http.StateHijacked:
-				l.track(c, false)
+				l.forget(c)
 			}
 		},
 	}
@@ -305,17 +304,14 @@ type listener struct {
 	conns      map[net.Conn]struct{}
 }
 
-func (l *listener) track(c net.Conn, open bool) {
+func (l *listener) forget(c net.Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if open {
-		l.conns[c] = struct{}{}
-	} else {
-		delete(l.conns, c)
-	}
+	delete(l.conns, c)
 }
 
-// gateListener resets the connections it accepts during an OutageReset.
+// gateListener tracks the connections it accepts, and resets them during an
+// outage.
 type gateListener struct {
 	net.Listener
 	l *listener
@@ -327,10 +323,15 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Tracked here, under the lock an outage takes, so that no
+		// connection slips between an outage's start and its tracking.
 		g.l.mu.Lock()
-		resetting := time.Now().Before(g.l.resetUntil)
+		down := g.l.refusing || time.Now().Before(g.l.resetUntil)
+		if !down {
+			g.l.conns[c] = struct{}{}
+		}
 		g.l.mu.Unlock()
-		if !resetting {
+		if !down {
 			return c, nil
 		}
 		reset(c)

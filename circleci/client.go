@@ -344,9 +344,9 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 	eb := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.InitialInterval),
 		backoff.WithMaxInterval(p.MaxInterval),
-		backoff.WithMaxElapsedTime(p.MaxElapsed),
+		backoff.WithMaxElapsedTime(0),
 	)
-	b := backoff.WithContext(&retryAfterBackOff{eb, &retryAfter}, ctx)
+	b := backoff.WithContext(&retryAfterBackOff{eb, &retryAfter, p.MaxElapsed}, ctx)
 	notify := func(err error, wait time.Duration) {
 		c.logger.DebugContext(ctx, "circleci retry", "path", u.EscapedPath(), "attempt", attempt, "wait", wait, "error", err)
 	}
@@ -550,24 +550,27 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // retryAfterBackOff waits as long as the server asked for when it did, and
-// otherwise as the exponential policy says.
+// otherwise as the exponential policy says, until maxElapsed has passed
+// since the first try. The last wait is cut short so that the last try
+// comes at maxElapsed: a call retries for the whole span it promises.
 type retryAfterBackOff struct {
-	*backoff.ExponentialBackOff
-	retryAfter *time.Duration
+	*backoff.ExponentialBackOff // without a MaxElapsedTime of its own
+	retryAfter                  *time.Duration
+	maxElapsed                  time.Duration
 }
 
 func (b *retryAfterBackOff) NextBackOff() time.Duration {
+	left := b.maxElapsed - b.GetElapsedTime()
 	next := b.ExponentialBackOff.NextBackOff()
-	if next == backoff.Stop {
-		return next
-	}
-	if ra := *b.retryAfter; ra > 0 {
-		if b.GetElapsedTime()+ra > b.MaxElapsedTime {
-			return backoff.Stop // the server asks for longer than the calls retry
-		}
+	switch ra := *b.retryAfter; {
+	case left <= 0:
+		return backoff.Stop
+	case ra > left:
+		return backoff.Stop // the server asks for longer than the call retries
+	case ra > 0:
 		return ra
 	}
-	return next
+	return min(next, left)
 }
 
 // getOne fetches a single object, decoding each attempt into a fresh value.

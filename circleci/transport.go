@@ -189,17 +189,18 @@ type idleError struct {
 }
 
 func (e *idleError) Error() string {
-	return ErrIdleTimeout.Error() + ": " + e.cause()
+	return "circleci: " + e.cause()
 }
 
 func (e *idleError) Is(target error) bool { return target == ErrIdleTimeout }
 
-// cause says what happened, for a one-line message.
+// cause says what happened, for a one-line message, naming the timeout so
+// that a user finds --idle-timeout.
 func (e *idleError) cause() string {
 	if e.body {
-		return "no data for " + e.d.String() + " in the middle of a response"
+		return "idle timeout: no data for " + e.d.String() + " in the middle of a response"
 	}
-	return "no response within " + e.d.String()
+	return "idle timeout: no response within " + e.d.String()
 }
 
 // newTransport returns the default transport, tuned for many concurrent

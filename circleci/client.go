@@ -317,7 +317,6 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 	var (
 		attempt    int
 		retryAfter time.Duration
-		exhausted  bool // stopped by an attempt limit, not by a permanent error
 	)
 	op := func() error {
 		attempt++
@@ -335,8 +334,7 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 			c.troubleBegins(err)
 		}
 		if !answered && attempt >= p.FirstContactAttempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
-			exhausted = true
-			return backoff.Permanent(err)
+			return backoff.Permanent(err) // out of tries; still retryable, told apart below
 		}
 		retryAfter = RetryAfter(err)
 		return err
@@ -366,7 +364,7 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		ne.hint = "check --host (or $CIRCLECI_HOST) and the network"
 		return err
 	}
-	if exhausted && p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
+	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
 		return &gaveUpError{err: err, how: fmt.Sprintf("after %d attempts", attempt)}
 	}
 	tried := time.Since(start)

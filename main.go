@@ -282,7 +282,7 @@ func (a *app) pullCmd() *cobra.Command {
 }
 
 func (a *app) apiRetryFlag(cmd *cobra.Command) {
-	cmd.Flags().DurationVar(&a.apiRetry, "api-retry-for", circleci.DefaultMaxElapsed, "keep retrying an API call through an outage (refused or reset connections, 5xx, 429) for this long before giving up")
+	cmd.Flags().DurationVar(&a.apiRetry, "api-retry-for", circleci.DefaultMaxElapsed, "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429) for this long before giving up")
 }
 
 func (a *app) s3Flags(cmd *cobra.Command) {

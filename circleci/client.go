@@ -28,9 +28,9 @@ const (
 	DefaultInitialInterval = 500 * time.Millisecond
 	DefaultMaxInterval     = 10 * time.Second
 	DefaultMaxElapsed      = 2 * time.Minute
-	// DefaultFirstContactAttempts is how often a call is tried while the
-	// API host has never answered: a wrong --host should fail in seconds.
-	DefaultFirstContactAttempts = 5
+	// DefaultAttempts is how often a call is tried when its failure is not
+	// an outage (see RetryPolicy).
+	DefaultAttempts = 5
 	// DefaultMaxObjectBytes bounds a single object (a pipeline, job
 	// details): real ones are a few KiB.
 	DefaultMaxObjectBytes = 4 << 20
@@ -140,18 +140,20 @@ func (t Trouble) String() string {
 
 // RetryPolicy bounds the retries of API calls. Zero values mean defaults.
 //
-// A call is retried through trouble (429, 5xx, refused or reset connections,
-// idle timeouts) for up to MaxElapsed, so that a run rides out a short
-// outage. Until the API host has answered this client once, a call is tried
-// only FirstContactAttempts times: a host that never answered is most often
-// a wrong --host, which should fail in seconds.
+// An outage, where the API host is unavailable rather than failing one
+// request, is ridden out: refused or reset connections, timeouts, 502, 503
+// and 504 from a gateway, 429 are retried for up to MaxElapsed. Other
+// retryable failures get Attempts tries: a 500 or 408 is that request's own
+// trouble (a listing CircleCI cannot produce fails alike for minutes), and
+// a host that has never answered this client is most often a wrong --host,
+// which should fail in seconds.
 type RetryPolicy struct {
-	// MaxElapsed is how long a call keeps retrying, from its first try;
-	// 2m by default.
+	// MaxElapsed is how long a call keeps retrying through an outage, from
+	// its first try; 2m by default.
 	MaxElapsed time.Duration
-	// FirstContactAttempts is the number of tries of a call while the host
-	// has never answered; 5 by default.
-	FirstContactAttempts int
+	// Attempts is the number of tries of a call whose failure is not an
+	// outage; 5 by default.
+	Attempts int
 	// MaxAttempts, when positive, also caps the tries of every call. By
 	// default only MaxElapsed does.
 	MaxAttempts int
@@ -163,8 +165,8 @@ type RetryPolicy struct {
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.FirstContactAttempts <= 0 {
-		p.FirstContactAttempts = DefaultFirstContactAttempts
+	if p.Attempts <= 0 {
+		p.Attempts = DefaultAttempts
 	}
 	if p.InitialInterval <= 0 {
 		p.InitialInterval = DefaultInitialInterval
@@ -329,11 +331,11 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		if !IsRetryable(err) {
 			return backoff.Permanent(err)
 		}
-		answered := c.answered.Load()
-		if answered {
+		outage := c.answered.Load() && isOutage(err)
+		if outage {
 			c.troubleBegins(err)
 		}
-		if !answered && attempt >= p.FirstContactAttempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
+		if !outage && attempt >= p.Attempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
 			return backoff.Permanent(err) // out of tries; still retryable, told apart below
 		}
 		retryAfter = RetryAfter(err)
@@ -364,7 +366,7 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		ne.hint = "check --host (or $CIRCLECI_HOST) and the network"
 		return err
 	}
-	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
+	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts || !isOutage(err) {
 		return &gaveUpError{err: err, how: fmt.Sprintf("after %d attempts", attempt)}
 	}
 	tried := time.Since(start)
@@ -374,6 +376,20 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		tried = tried.Round(10 * time.Millisecond)
 	}
 	return &gaveUpError{err: err, how: "after retrying for " + tried.String()}
+}
+
+// isOutage reports whether a retryable err says that the API host is
+// unavailable, rather than that it failed this one request.
+func isOutage(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return true // no answer at all: refused, reset, cut short, timed out
+	}
+	switch e.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // gaveUpError is the last error of a call that was retried until its limit.

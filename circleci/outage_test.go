@@ -12,8 +12,10 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -192,8 +194,8 @@ func TestHostThatNeverAnsweredFailsFast(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %q", err, want)
 	}
-	if n := len(rec.Waits()); n != DefaultFirstContactAttempts-1 {
-		t.Errorf("%d retries, want %d", n, DefaultFirstContactAttempts-1)
+	if n := len(rec.Waits()); n != DefaultAttempts-1 {
+		t.Errorf("%d retries, want %d", n, DefaultAttempts-1)
 	}
 }
 
@@ -319,5 +321,49 @@ func TestNetCause(t *testing.T) {
 		if got := netCause(tt.err); got != tt.want {
 			t.Errorf("netCause(%v) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestServerErrorIsNotAnOutage: a request the API keeps answering with 500
+// (a listing CircleCI cannot produce) gets a few tries, as its own failure,
+// and no "retrying" line; 503 from a gateway is an outage, ridden out for
+// the whole span and reported once.
+func TestServerErrorIsNotAnOutage(t *testing.T) {
+	for _, tt := range []struct {
+		status  int
+		outage  bool
+		message string
+	}{
+		{500, false, "gave up after 5 attempts"},
+		{503, true, "gave up after retrying for"},
+	} {
+		t.Run(http.StatusText(tt.status), func(t *testing.T) {
+			var calls atomic.Int32
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) == 1 {
+					io.WriteString(w, `{"login":"me"}`)
+					return
+				}
+				w.WriteHeader(tt.status)
+			})
+			var troubles atomic.Int32
+			c := newClient(t, srv, func(cfg *Config) {
+				cfg.Retry.MaxAttempts = 0
+				cfg.Retry.MaxElapsed = 300 * time.Millisecond
+				cfg.OnTrouble = func(Trouble) { troubles.Add(1) }
+			})
+			if _, err := c.Me(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.Workflow(t.Context(), "w")
+			wantSentence(t, err, strconv.Itoa(tt.status), tt.message, "run the same command again")
+			tries := int(calls.Load()) - 1
+			if !tt.outage && tries != DefaultAttempts || tt.outage && tries <= DefaultAttempts {
+				t.Errorf("%d tries", tries)
+			}
+			if got := troubles.Load() == 1; got != tt.outage {
+				t.Errorf("%d trouble reports, want one only for an outage", troubles.Load())
+			}
+		})
 	}
 }

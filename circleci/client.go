@@ -72,11 +72,11 @@ type Config struct {
 	// status, attempt), and the lines about trouble when OnTrouble is nil.
 	// Never the token. Nil discards them.
 	Logger *slog.Logger
-	// OnTrouble is called when API calls start failing in a way that is
-	// retried (the host refuses or resets connections, answers 5xx or 429)
-	// and again when a call succeeds after that: once per spell of trouble,
-	// however many calls are waiting. Nil logs a warning and, when it is
-	// over, an info line to Logger.
+	// OnTrouble is called when an outage begins (the host refuses or resets
+	// connections, times out, answers 502, 503, 504 or 429 to a client it
+	// answered before) and again when a call succeeds after that: once per
+	// spell of trouble, however many calls are waiting. Nil logs a warning
+	// and, when it is over, an info line to Logger.
 	OnTrouble func(Trouble)
 	// Limits bound what the API may send.
 	Limits Limits
@@ -106,7 +106,7 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Trouble is a spell of retried failures of the API; see Config.OnTrouble.
+// Trouble is a spell of outage of the API; see Config.OnTrouble.
 type Trouble struct {
 	// Host is the API host as configured, without /api/v2.
 	Host string
@@ -122,7 +122,7 @@ type Trouble struct {
 // String says what is going on in one line, for a log.
 func (t Trouble) String() string {
 	if t.Over {
-		return "CircleCI API at " + t.Host + " answers again after " + t.Lasted.Round(time.Second).String() + " of trouble"
+		return "CircleCI API at " + t.Host + " answers again after " + roughly(t.Lasted).String() + " of trouble"
 	}
 	var what string
 	var e *Error
@@ -369,13 +369,15 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts || !isOutage(err) {
 		return &gaveUpError{err: err, how: fmt.Sprintf("after %d attempts", attempt)}
 	}
-	tried := time.Since(start)
-	if tried >= time.Second {
-		tried = tried.Round(time.Second)
-	} else {
-		tried = tried.Round(10 * time.Millisecond)
+	return &gaveUpError{err: err, how: "after retrying for " + roughly(time.Since(start)).String()}
+}
+
+// roughly rounds d for a message: to the second, or to 10ms below one.
+func roughly(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
 	}
-	return &gaveUpError{err: err, how: "after retrying for " + tried.String()}
+	return d.Round(10 * time.Millisecond)
 }
 
 // isOutage reports whether a retryable err says that the API host is

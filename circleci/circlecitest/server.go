@@ -213,7 +213,9 @@ const (
 // connection for d from now: the connections open at the start are reset,
 // and new ones are refused or reset as kind says. It returns at once; after
 // d the host serves again, at the same address. Requests that fail this way
-// never reach the handlers, so they are not counted or logged.
+// never reach the handlers, so they are not counted or logged. A refusing
+// outage started while one is under way drops the open connections again
+// but ends when the first one does.
 func (s *Server) Outage(host string, kind OutageKind, d time.Duration) {
 	var l *listener
 	for _, h := range s.hosts {

@@ -194,9 +194,11 @@ type Client struct {
 	// answered is set once the API host has sent any HTTP answer.
 	answered atomic.Bool
 	// troubleMu guards troubleSince, the start of the current spell of
-	// trouble (zero when there is none).
+	// trouble (zero when there is none), and lastOK, when a call last
+	// succeeded.
 	troubleMu    stdsync.Mutex
 	troubleSince time.Time
+	lastOK       time.Time
 
 	// newTimer replaces the backoff wait in tests; nil means real time.
 	newTimer func() backoff.Timer
@@ -323,6 +325,7 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 	op := func() error {
 		attempt++
 		retryAfter = 0
+		began := time.Now()
 		err := c.getOnce(ctx, &u, ep, attempt, limit, decode)
 		if err == nil {
 			c.troubleOver()
@@ -333,7 +336,7 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		}
 		outage := c.answered.Load() && isOutage(err)
 		if outage {
-			c.troubleBegins(err)
+			c.troubleBegins(err, began)
 		}
 		if !outage && attempt >= p.Attempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
 			return backoff.Permanent(err) // out of tries; still retryable, told apart below
@@ -407,10 +410,11 @@ func (e *gaveUpError) Error() string {
 func (e *gaveUpError) Unwrap() error { return e.err }
 
 // troubleBegins reports the start of a spell of trouble, unless one is
-// already under way.
-func (c *Client) troubleBegins(err error) {
+// already under way or the failed attempt began before a call last
+// succeeded (it is news from before the API answered again).
+func (c *Client) troubleBegins(err error, began time.Time) {
 	c.troubleMu.Lock()
-	first := c.troubleSince.IsZero()
+	first := c.troubleSince.IsZero() && !began.Before(c.lastOK)
 	if first {
 		c.troubleSince = time.Now()
 	}
@@ -425,6 +429,7 @@ func (c *Client) troubleOver() {
 	c.troubleMu.Lock()
 	since := c.troubleSince
 	c.troubleSince = time.Time{}
+	c.lastOK = time.Now()
 	c.troubleMu.Unlock()
 	if !since.IsZero() {
 		c.onTrouble(Trouble{Host: c.host(), RetryFor: c.retry.MaxElapsed, Over: true, Lasted: time.Since(since)})

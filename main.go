@@ -81,6 +81,7 @@ type app struct {
 	force    bool
 	retries  int
 	idle     time.Duration
+	apiRetry time.Duration
 	streams  int
 	cutoff   string
 	maxSize  string
@@ -250,6 +251,7 @@ func (a *app) listCmd() *cobra.Command {
 		},
 	}
 	a.selectionFlags(cmd)
+	a.apiRetryFlag(cmd)
 	return cmd
 }
 
@@ -277,8 +279,13 @@ func (a *app) pullCmd() *cobra.Command {
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
 	f.DurationVar(&a.idle, "idle-timeout", 60*time.Second, "abandon and retry a transfer or API call that receives no bytes for this long")
+	a.apiRetryFlag(cmd)
 	a.s3Flags(cmd)
 	return cmd
+}
+
+func (a *app) apiRetryFlag(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&a.apiRetry, "api-retry-for", circleci.DefaultMaxElapsed, "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429) for this long before giving up")
 }
 
 func (a *app) s3Flags(cmd *cobra.Command) {
@@ -412,9 +419,13 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 	if host == "" {
 		host = "https://circleci.com"
 	}
+	if a.apiRetry <= 0 {
+		return slug, nil, usagef("--api-retry-for %s: give a positive duration such as 2m", a.apiRetry)
+	}
 	c, err := circleci.New(circleci.Config{
 		Host: host, Token: token, UserAgent: "artifact-sync/" + version(),
 		IdleTimeout: a.idle, Logger: a.log, MaxConns: max(a.conc, a.streams, 8),
+		Retry: circleci.RetryPolicy{MaxElapsed: a.apiRetry},
 	})
 	if errors.Is(err, circleci.ErrNoToken) {
 		return slug, nil, usagef("no CircleCI token: set CIRCLE_TOKEN or pass --token (create a personal API token at https://app.circleci.com/settings/user/tokens)")

@@ -506,6 +506,7 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 	var last e2eResult
 	converged, wrongExit := false, false
 	remaining := cw.bytes                         // of the good artifacts not recorded yet
+	gone := map[*circlecitest.Artifact]bool{}     // deleted by the trial, not yet put back
 	inFlight := map[*circlecitest.Artifact]bool{} // served but not recorded in the last run
 	for run := 1; run <= chaosMaxRuns && !converged; run++ {
 		interrupted := run <= len(tr.moments)
@@ -571,6 +572,17 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 		recorded, err := tr.recorded(d, s3env)
 		if err != nil {
 			t.Errorf("after %s the manifest does not load: %v", what, err)
+		}
+		// An artifact the trial deleted is still recorded, but not done
+		// until a run has put it back: until then a run that fetches it
+		// and is interrupted may lose what it fetched, as for any other.
+		for a := range gone {
+			k := key(a.Job().Number(), int64(a.Node()), a.Path())
+			if tr.holds(d, s3env, k, a.Size()) {
+				delete(gone, a)
+			} else {
+				recorded[k] = false
+			}
 		}
 
 		remaining = 0
@@ -640,6 +652,7 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 				k := key(a.Job().Number(), int64(a.Node()), a.Path())
 				if recorded[k] {
 					tr.delete(t, d, s3env, k)
+					gone[a] = true
 					ac.allow(a, a.Size(), fmt.Sprintf("run %d: %d (deleted from the destination after it)", run, a.Size()))
 					t.Logf("deleted %s from the destination after run 1", k)
 					converged = false
@@ -795,6 +808,16 @@ func (tr *chaosTrial) delete(t *testing.T, d dest, s3env *sinktest.S3Env, k stri
 	if _, err := s3env.Client().DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(s3env.Bucket), Key: aws.String(prefix + "/" + k)}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// holds reports whether the destination holds k with size bytes.
+func (tr *chaosTrial) holds(d dest, s3env *sinktest.S3Env, k string, size int64) bool {
+	if !tr.s3 {
+		return tr.atFinalKey(d, k, size)
+	}
+	prefix := strings.TrimPrefix(d.to, "s3://"+s3env.Bucket+"/")
+	out, err := s3env.Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(s3env.Bucket), Key: aws.String(prefix + "/" + k)})
+	return err == nil && aws.ToInt64(out.ContentLength) == size
 }
 
 // atFinalKey reports whether a directory destination holds k with size

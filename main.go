@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		// A full, read-only or forbidden directory.
 		msg += "; fix the destination, then run the same command again to resume"
 	}
-	fmt.Fprintln(stderr, "artifact-sync: "+msg)
+	fmt.Fprintln(stderr, "artifact-sync: "+ccsync.Printable(msg))
 	return code
 }
 
@@ -552,10 +552,10 @@ func (a *app) report(sum *ccsync.Summary) {
 		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
 	for _, f := range sum.Failures {
-		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, f.Error)
+		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, ccsync.Printable(f.Error))
 	}
 	for _, s := range sum.Passed {
-		fmt.Fprintf(a.stdout, "  passed over: job %d %s (%s): %s\n", s.JobNumber, s.JobName, s.WorkflowName, s.Reason)
+		fmt.Fprintf(a.stdout, "  passed over: job %d %s (%s): %s\n", s.JobNumber, ccsync.Printable(s.JobName), ccsync.Printable(s.WorkflowName), ccsync.Printable(s.Reason))
 	}
 }
 
@@ -577,10 +577,10 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(a.stdout, "%d artifacts checked: %d intact, %d missing, %d changed, %d unexpected\n",
 			res.Artifacts, res.Skipped, len(res.Missing), len(res.Changed), len(res.Unexpected))
 		for _, f := range res.Failures {
-			fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", f.Error, f.JobNumber, f.NodeIndex, f.Path)
+			fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", ccsync.Printable(f.Error), f.JobNumber, f.NodeIndex, f.Path)
 		}
 		for _, k := range res.Unexpected {
-			fmt.Fprintf(a.stdout, "  unexpected: %s\n", k)
+			fmt.Fprintf(a.stdout, "  unexpected: %s\n", ccsync.Printable(k))
 		}
 	}
 	if n := res.Failed + len(res.Unexpected); n > 0 {

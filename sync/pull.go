@@ -326,9 +326,9 @@ func (e *engine) printPlan(arts, todo []*Artifact) {
 		case a.Key == "":
 			fmt.Fprintf(e.opts.Out, "refuse    job %d node %d %q\n", a.JobNumber, a.NodeIndex, a.Path)
 		case pending[a]:
-			fmt.Fprintf(e.opts.Out, "transfer  %s\n", a.Key)
+			fmt.Fprintf(e.opts.Out, "transfer  %s\n", Printable(a.Key))
 		default:
-			fmt.Fprintf(e.opts.Out, "done      %s\n", a.Key)
+			fmt.Fprintf(e.opts.Out, "done      %s\n", Printable(a.Key))
 		}
 	}
 }

@@ -182,7 +182,9 @@ interrupted or repeated run resumes instead of starting over.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.setup,
+		Version:           version(),
 	}
+	root.SetVersionTemplate("artifact-sync {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		msg := err.Error()
 		if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
@@ -325,6 +327,13 @@ func version() string {
 	if !ok {
 		return "(unknown)"
 	}
+	return versionOf(bi)
+}
+
+// versionOf says which build bi is: the module version, the revision when the
+// version does not already hold it (a pseudo-version does), and the Go
+// release.
+func versionOf(bi *debug.BuildInfo) string {
 	v := bi.Main.Version
 	if v == "" {
 		v = "(devel)"
@@ -340,10 +349,10 @@ func version() string {
 			}
 		}
 	}
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && !strings.Contains(v, rev) {
 		v += " (" + rev + modified + ")"
 	}
 	return v + " " + bi.GoVersion

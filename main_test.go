@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -233,6 +234,28 @@ func TestVersion(t *testing.T) {
 	r := runCLI(t, nil, "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "artifact-sync ") {
 		t.Errorf("version: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// gh, rclone and aws take --version too; it says the same.
+	flag := runCLI(t, nil, "--version")
+	if flag.code != 0 || flag.stdout != r.stdout || flag.stderr != "" {
+		t.Errorf("--version: exit %d, stdout %q (version said %q), stderr %q", flag.code, flag.stdout, r.stdout, flag.stderr)
+	}
+}
+
+// TestVersionNamesTheRevisionOnce: a build from a module version whose
+// pseudo-version already holds the revision does not repeat it.
+func TestVersionNamesTheRevisionOnce(t *testing.T) {
+	const rev = "4bdfd0c1a2b3c4d5e6f708192a3b4c5d6e7f8091"
+	settings := []debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"}}
+	for _, tc := range []struct{ version, want string }{
+		{"v0.0.0-20261130053412-4bdfd0c1a2b3", "v0.0.0-20261130053412-4bdfd0c1a2b3 go1.26.0"},
+		{"v1.2.0", "v1.2.0 (4bdfd0c1a2b3) go1.26.0"},
+		{"", "(devel) (4bdfd0c1a2b3) go1.26.0"},
+	} {
+		bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: tc.version}, Settings: settings}
+		if got := versionOf(bi); got != tc.want {
+			t.Errorf("version %q: %q, want %q", tc.version, got, tc.want)
+		}
 	}
 }
 

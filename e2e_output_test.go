@@ -4,6 +4,7 @@ package main
 // and stderr, against the fake CircleCI.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,4 +61,54 @@ func TestHostileNamesAreEscaped(t *testing.T) {
 			t.Errorf("the output does not show %q escaped:\n%s", s, out)
 		}
 	}
+}
+
+// TestMistakesNameTheirCause: each mistake is met with its own cause and
+// the exit code of bad input, not with a message about something else.
+func TestMistakesNameTheirCause(t *testing.T) {
+	w, _ := smallWorld(3, 10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	jobs := w.Project(slugArg).Pipelines()[0].Workflows()[0].Jobs()
+	job := fmt.Sprint(jobs[0].Number())
+	for _, tc := range []struct {
+		args    []string
+		code    int
+		want    []string
+		notWant []string
+	}{
+		{[]string{"list", slugArg, "--pipeline-number", "99"}, 2, []string{"no pipeline 99"}, []string{"project gh/acme/widgets not found"}},
+		{[]string{"list", slugArg, "--pipeline", "3"}, 2, []string{"--pipeline-number 3"}, []string{"404"}},
+		{[]string{"list", slugArg, "--workflow", "nope"}, 2, []string{`--workflow "nope" is not a workflow ID`}, []string{"400"}},
+		{[]string{"list", slugArg, "--to", "./x"}, 2, []string{"--to belongs to 'artifact-sync pull'"}, []string{"did you mean"}},
+		{[]string{"list", slugArg, "--foo"}, 2, []string{"unknown flag: --foo"}, []string{"did you mean"}},
+		{[]string{"pull", slugArg, "--concurency", "3", "--to", t.TempDir()}, 2, []string{"did you mean --concurrency?"}, nil},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runTool(t, env, time.Minute, tc.args...)
+			wantCode(t, r, tc.code)
+			wantOneLine(t, r, tc.want...)
+			for _, s := range tc.notWant {
+				if strings.Contains(r.stderr, s) {
+					t.Errorf("stderr says %q:\n%s", s, r.stderr)
+				}
+			}
+		})
+	}
+
+	t.Run("a repeated job number counts once", func(t *testing.T) {
+		r := runTool(t, env, time.Minute, "list", slugArg, "--job", job, "--job", job+","+job)
+		wantCode(t, r, 0)
+		if n := strings.Count(r.stdout, "\n"); n != 1+len(jobs[0].Artifacts()) {
+			t.Errorf("list printed %d lines for a job of %d artifacts:\n%s", n, len(jobs[0].Artifacts()), r.stdout)
+		}
+		r = runTool(t, env, time.Minute, "pull", slugArg, "--job", job+","+job, "--to", t.TempDir(), "-q")
+		wantCode(t, r, 0)
+	})
+
+	t.Run("--host with the API's path", func(t *testing.T) {
+		env := append(toolEnv(t, nil), "CIRCLE_TOKEN="+testToken)
+		r := runTool(t, env, time.Minute, "list", slugArg, "--job", job, "--host", srv.URL+"/api/v2/")
+		wantCode(t, r, 0)
+	})
 }

@@ -14,10 +14,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -153,7 +155,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitFailed
 	case errors.As(err, &ue), errors.As(err, &le),
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
-		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound),
+		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound), isBadRequest(err),
 		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
 		errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrDestination),
 		// An unusable destination, whether found at the start (read-only,
@@ -166,6 +168,12 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	}
 	return exitFailed
+}
+
+// isBadRequest reports a 400 from the API: it refused what the user gave.
+func isBadRequest(err error) bool {
+	var ce *circleci.Error
+	return errors.As(err, &ce) && ce.StatusCode == http.StatusBadRequest
 }
 
 func (a *app) commands() *cobra.Command {
@@ -188,6 +196,9 @@ interrupted or repeated run resumes instead of starting over.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		msg := err.Error()
 		if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+			if other := commandWithFlag(root, name); other != "" {
+				return usagef("--%s belongs to '%s', not '%s' (see '%s --help')", name, other, c.CommandPath(), c.CommandPath())
+			}
 			if s := nearestFlag(c, name); s != "" {
 				msg += fmt.Sprintf("; did you mean --%s?", s)
 			}
@@ -379,7 +390,9 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 		if err != nil || n <= 0 {
 			return slug, nil, usagef("--job %q is not a job number: give positive numbers such as --job 123,124", s)
 		}
-		a.sel.Jobs = append(a.sel.Jobs, n)
+		if !slices.Contains(a.sel.Jobs, n) {
+			a.sel.Jobs = append(a.sel.Jobs, n)
+		}
 	}
 	if a.pipeNum < 0 {
 		return slug, nil, usagef("--pipeline-number %d: give a positive number", a.pipeNum)
@@ -418,6 +431,9 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 	if host == "" {
 		host = "https://circleci.com"
 	}
+	// The API's own path is added to every request; a host given with it
+	// (copied from the API docs) would double it.
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimRight(host, "/"), "/api/v2"), "/api/v1.1")
 	c, err := circleci.New(circleci.Config{
 		Host: host, Token: token, UserAgent: "artifact-sync/" + version(),
 		IdleTimeout: a.idle, Logger: a.log, MaxConns: max(a.conc, a.streams, 8),
@@ -598,16 +614,28 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
-// nearestFlag suggests the flag of c closest to a mistyped name, if any is
-// within two edits.
+// nearestFlag suggests the flag of c closest to a mistyped name, if one is
+// close: within two edits for long names, one for short ones, so that --foo
+// suggests nothing rather than --job.
 func nearestFlag(c *cobra.Command, name string) string {
-	best, bestD := "", 3
+	best, bestD := "", min(2, max(1, len(name)/4))+1
 	c.Flags().VisitAll(func(f *pflag.Flag) {
 		if d := editDistance(name, f.Name); d < bestD {
 			best, bestD = f.Name, d
 		}
 	})
 	return best
+}
+
+// commandWithFlag names the command (other than the one that failed) that
+// has a flag called name, for "--to belongs to pull".
+func commandWithFlag(root *cobra.Command, name string) string {
+	for _, c := range root.Commands() {
+		if c.Flags().Lookup(name) != nil {
+			return c.CommandPath()
+		}
+	}
+	return ""
 }
 
 func editDistance(a, b string) int {

@@ -4,6 +4,7 @@ package main
 // and stderr, against the fake CircleCI.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -111,4 +112,156 @@ func TestMistakesNameTheirCause(t *testing.T) {
 		r := runTool(t, env, time.Minute, "list", slugArg, "--job", job, "--host", srv.URL+"/api/v2/")
 		wantCode(t, r, 0)
 	})
+}
+
+// jsonLines decodes every line of s as one JSON object.
+func jsonLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		var o map[string]any
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("a line of stdout is not a JSON object (%v): %q\nstdout:\n%s", err, line, s)
+		}
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+// TestDryRunJSON: pull --dry-run --json is one JSON object per artifact and
+// then the summary, so it can be piped to jq; the text plan ends with counts.
+func TestDryRunJSON(t *testing.T) {
+	w, arts := smallWorld(4, 100)
+	arts[0].Job().AddArtifact(0, "../escape.txt", 1)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	d := localDest(t, srv)
+	r := runTool(t, d.env, time.Minute, d.pull("--include", "out/file-0[01].bin", "-q")...)
+	wantCode(t, r, 0)
+
+	r = runTool(t, d.env, time.Minute, d.pull("--dry-run", "--json")...)
+	wantCode(t, r, 1)
+	objs := jsonLines(t, r.stdout)
+	if len(objs) != len(arts)+2 {
+		t.Fatalf("%d JSON lines for %d artifacts and a summary:\n%s", len(objs), len(arts)+1, r.stdout)
+	}
+	actions := map[string]int{}
+	for _, o := range objs[:len(objs)-1] {
+		actions[o["action"].(string)]++
+		if o["action"] == "done" && o["size"] != float64(100) {
+			t.Errorf("a done artifact's size is not the recorded one: %v", o)
+		}
+		if o["action"] == "transfer" && (o["key"] == "" || o["path"] == "" || o["job_number"] == nil) {
+			t.Errorf("a step lacks its key, path or job: %v", o)
+		}
+		if o["action"] == "refuse" && o["error"] == nil {
+			t.Errorf("a refusal does not say why: %v", o)
+		}
+	}
+	if actions["done"] != 2 || actions["transfer"] != 2 || actions["refuse"] != 1 {
+		t.Errorf("actions %v, want 2 done, 2 transfer, 1 refuse", actions)
+	}
+	sum := objs[len(objs)-1]
+	if sum["dry_run"] != true || sum["artifacts"] != float64(5) || sum["skipped"] != float64(2) || sum["not_started"] != float64(2) {
+		t.Errorf("summary %v", sum)
+	}
+
+	r = runTool(t, d.env, time.Minute, d.pull("--dry-run")...)
+	if want := "dry run: 5 artifacts: 2 to transfer, 2 already done, 1 refused"; lastLine(r.stdout) != want {
+		t.Errorf("the text plan ends with %q, want %q", lastLine(r.stdout), want)
+	}
+}
+
+// TestJSONSummarySaysWhyARunFailed: a run that stops early prints a summary
+// with "error" and "exit_code" instead of one that looks like a success.
+func TestJSONSummarySaysWhyARunFailed(t *testing.T) {
+	w := circlecitest.NewWorld()
+	wf := w.AddProject(slugArg, "main").AddPipeline("main").AddWorkflow("build")
+	wf.AddJob("a", circlecitest.JobOptions{}).AddArtifact(0, "same.txt", 1)
+	wf.AddJob("b", circlecitest.JobOptions{}).AddArtifact(0, "same.txt", 1)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	wrongToken := append(toolEnv(t, nil), "CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN=not-the-token")
+	for name, run := range map[string]struct {
+		env  []string
+		args []string
+		want string
+	}{
+		"wrong token": {wrongToken, []string{"pull", slugArg, "--json", "--to", t.TempDir()}, "401"},
+		"collision":   {toolEnv(t, srv), []string{"pull", slugArg, "--json", "--layout", "{path}", "--to", t.TempDir()}, "both land on"},
+		"bad slug":    {toolEnv(t, srv), []string{"pull", "gh/acme", "--json", "--to", t.TempDir()}, "invalid project slug"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := runTool(t, run.env, time.Minute, run.args...)
+			wantCode(t, r, 2)
+			objs := jsonLines(t, r.stdout)
+			if len(objs) != 1 {
+				t.Fatalf("want one summary object:\n%s", r.stdout)
+			}
+			if objs[0]["exit_code"] != float64(2) || !strings.Contains(fmt.Sprint(objs[0]["error"]), run.want) {
+				t.Errorf("summary %v: want exit_code 2 and an error saying %q", objs[0], run.want)
+			}
+		})
+	}
+	r := runTool(t, toolEnv(t, srv), time.Minute, "pull", slugArg, "--json", "--to", t.TempDir())
+	wantCode(t, r, 0)
+	if o := jsonLines(t, r.stdout)[0]; o["error"] != nil || o["exit_code"] != nil || o["transferred"] != float64(2) {
+		t.Errorf("a successful run's summary: %v", o)
+	}
+}
+
+// TestVerifyJSONHasItsOwnFields: verify --json counts what it checked and
+// found intact, and lists what is missing, changed and unexpected; its
+// problem count matches the text's.
+func TestVerifyJSONHasItsOwnFields(t *testing.T) {
+	w, arts := smallWorld(5, 100)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	d := localDest(t, srv)
+	wantCode(t, runTool(t, d.env, time.Minute, d.pull("-q")...), 0)
+	k := func(i int) string { return key(arts[i].Job().Number(), 0, arts[i].Path()) }
+	os.Remove(filepath.Join(d.to, k(0)))
+	os.WriteFile(filepath.Join(d.to, k(1)), []byte("changed"), 0o644)
+	os.WriteFile(filepath.Join(d.to, "stray.txt"), []byte("x"), 0o644)
+
+	r := runTool(t, d.env, time.Minute, "verify", "--to", d.to, "--json")
+	wantCode(t, r, 1)
+	o := jsonLines(t, r.stdout)[0]
+	for field, want := range map[string]any{
+		"checked": float64(5), "intact": float64(3), "problems": float64(3), "exit_code": float64(1),
+		"missing": []any{k(0)}, "changed": []any{k(1)}, "unexpected": []any{"stray.txt"},
+	} {
+		if fmt.Sprint(o[field]) != fmt.Sprint(want) {
+			t.Errorf("%s = %v, want %v", field, o[field], want)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(o["error"]), "3 problem(s)") {
+		t.Errorf("error = %v", o["error"])
+	}
+	r = runTool(t, d.env, time.Minute, "verify", "--to", d.to)
+	if !strings.Contains(r.stdout, "5 artifacts checked: 3 intact, 1 missing, 1 changed, 1 unexpected") || !strings.Contains(r.stderr, "3 problem(s)") {
+		t.Errorf("verify says:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// TestEachFailureIsReportedOnce: a failed artifact appears once, in the
+// summary; at -v it is also logged as it happens.
+func TestEachFailureIsReportedOnce(t *testing.T) {
+	w, arts := smallWorld(3, 100)
+	arts[0].Job().AddArtifact(0, "../escape-attempt.txt", 1)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	for _, flags := range [][]string{nil, {"-q"}, {"-v"}} {
+		t.Run(fmt.Sprint(flags), func(t *testing.T) {
+			d := localDest(t, srv)
+			r := runTool(t, d.env, time.Minute, d.pull(flags...)...)
+			wantCode(t, r, 1)
+			want := 1
+			if len(flags) > 0 && flags[0] == "-v" {
+				want = 2
+			}
+			if n := strings.Count(r.stdout+r.stderr, "escape-attempt"); n != want {
+				t.Errorf("the failure is reported %d times, want %d:\nstdout:\n%s\nstderr:\n%s", n, want, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout, `failed: job 1 node 0 "../escape-attempt.txt"`) {
+				t.Errorf("the summary does not list the failure:\n%s", r.stdout)
+			}
+		})
+	}
 }

@@ -67,6 +67,7 @@ func (f failedError) Error() string { return f.msg }
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	args           []string // as given, for the command that resumes a run
 
 	token, host    string
 	verbose, quiet bool
@@ -91,7 +92,7 @@ type app struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, args: args}
 	root := a.commands()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -503,35 +504,52 @@ func (a *app) openSink(ctx context.Context, loc string) (sink.Sink, error) {
 
 func (a *app) pull(cmd *cobra.Command, args []string) error {
 	ctx := cmd.Context()
-	slug, client, err := a.client(args[0])
+	sum, err := a.runPull(ctx, args[0])
+	if sum == nil {
+		sum = &ccsync.Summary{Failures: []ccsync.Failure{}}
+	}
+	if err == nil && sum.Failed > 0 {
+		err = failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
+	}
+	// A run that stopped before it had a plan (a lock held, a token
+	// rejected, a layout refused) has nothing to sum up but the error;
+	// scripts (--json) get the summary whatever happened.
+	if a.asJSON || err == nil || sum.Artifacts > 0 {
+		a.report(ctx, sum, err)
+	}
+	return err
+}
+
+func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, error) {
+	slug, client, err := a.client(rawSlug)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	layout, err := ccsync.ParseLayout(a.layout)
 	if err != nil {
-		return &usageError{err}
+		return nil, &usageError{err}
 	}
 	if a.conc < 1 {
-		return usagef("--concurrency %d: give 1 or more", a.conc)
+		return nil, usagef("--concurrency %d: give 1 or more", a.conc)
 	}
 	if a.retries < 1 {
-		return usagef("--retries %d: give 1 or more", a.retries)
+		return nil, usagef("--retries %d: give 1 or more", a.retries)
 	}
 	if a.streams < 1 {
-		return usagef("--multi-thread-streams %d: give 1 or more (1 turns parallel ranges off)", a.streams)
+		return nil, usagef("--multi-thread-streams %d: give 1 or more (1 turns parallel ranges off)", a.streams)
 	}
 	cutoff, err := parseSize(a.cutoff)
 	if err != nil {
-		return usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
+		return nil, usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
 	}
 	dest, store, err := a.destination(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := ccsync.PullOptions{
 		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
-		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout,
+		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout, JSON: a.asJSON,
 	}
 	if !a.dryRun && !a.quiet {
 		if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -541,19 +559,7 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 		}
 	}
 	api := ccsync.LimitAPI(client, 8)
-	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
-	// A run that stopped before it transferred anything (a lock held, a
-	// token rejected, a layout refused) has nothing to sum up but the error.
-	if sum != nil && !a.dryRun && (err == nil || sum.Transferred+sum.Skipped+sum.Failed > 0 || a.asJSON) {
-		a.report(sum)
-	}
-	if err != nil {
-		return err
-	}
-	if sum.Failed > 0 {
-		return failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
-	}
-	return nil
+	return ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
 }
 
 func runID() string {
@@ -562,26 +568,84 @@ func runID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
-func (a *app) report(sum *ccsync.Summary) {
+// pullSummary is pull's --json summary: the run's counts, and when it did
+// not succeed, why and with which exit code.
+type pullSummary struct {
+	*ccsync.Summary
+	NotStarted int    `json:"not_started"`
+	Error      string `json:"error,omitempty"`
+	ExitCode   int    `json:"exit_code,omitempty"`
+}
+
+// report prints pull's summary: one JSON object with --json, otherwise a
+// few lines for people (with -q only when something failed or was left).
+func (a *app) report(ctx context.Context, sum *ccsync.Summary, err error) {
+	ps := pullSummary{Summary: sum, NotStarted: max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)}
+	if err != nil {
+		ps.Error, ps.ExitCode = oneLine(err.Error()), exitCode(ctx, err)
+		if ps.ExitCode == exitInterrupted {
+			ps.Error = "interrupted"
+		}
+	}
 	if a.asJSON {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetEscapeHTML(false)
-		_ = enc.Encode(sum)
+		_ = enc.Encode(ps)
 		return
 	}
-	if a.quiet && sum.Failed == 0 {
+	if sum.DryRun {
+		fmt.Fprintf(a.stdout, "dry run: %d artifacts: %d to transfer, %d already done, %d refused\n",
+			sum.Artifacts, ps.NotStarted, sum.Skipped, sum.Failed)
+		return
+	}
+	if a.quiet && sum.Failed == 0 && ps.NotStarted == 0 {
 		return
 	}
 	rate := float64(sum.Bytes) / max(sum.Elapsed.Seconds(), 0.001)
-	fmt.Fprintf(a.stdout, "%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed\n",
+	line := fmt.Sprintf("%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed",
 		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
+	if ps.NotStarted > 0 {
+		line += fmt.Sprintf(", %d not started", ps.NotStarted)
+	}
+	fmt.Fprintln(a.stdout, line)
 	for _, f := range sum.Failures {
 		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, ccsync.Printable(f.Error))
 	}
 	for _, s := range sum.Passed {
 		fmt.Fprintf(a.stdout, "  passed over: job %d %s (%s): %s\n", s.JobNumber, ccsync.Printable(s.JobName), ccsync.Printable(s.WorkflowName), ccsync.Printable(s.Reason))
 	}
+	if ps.ExitCode == exitInterrupted {
+		fmt.Fprintf(a.stdout, "to resume: %s\n", ccsync.Printable(a.resumeCommand()))
+	}
+}
+
+// resumeCommand is the command line that was run, to run again: the token
+// given with --token is left out (it never appears in output).
+func (a *app) resumeCommand() string {
+	words := []string{"artifact-sync"}
+	for i := 0; i < len(a.args); i++ {
+		arg := a.args[i]
+		switch {
+		case arg == "--token":
+			i++
+			continue
+		case strings.HasPrefix(arg, "--token="):
+			continue
+		}
+		words = append(words, shellQuote(arg))
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (a *app) verify(cmd *cobra.Command, _ []string) error {
@@ -591,27 +655,34 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	res, err := ccsync.Verify(ctx, dest, ccsync.VerifyOptions{Manifest: store, Download: a.download, Log: a.log})
-	if err != nil {
-		return err
+	if err == nil && res.Problems > 0 {
+		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", res.Problems, dest)}
 	}
 	if a.asJSON {
+		out := struct {
+			*ccsync.VerifyResult
+			Error    string `json:"error,omitempty"`
+			ExitCode int    `json:"exit_code,omitempty"`
+		}{VerifyResult: res}
+		if err != nil {
+			out.Error, out.ExitCode = oneLine(err.Error()), exitCode(ctx, err)
+		}
 		enc := json.NewEncoder(a.stdout)
 		enc.SetEscapeHTML(false)
-		_ = enc.Encode(res)
-	} else {
+		_ = enc.Encode(out)
+		return err
+	}
+	if res.Checked > 0 {
 		fmt.Fprintf(a.stdout, "%d artifacts checked: %d intact, %d missing, %d changed, %d unexpected\n",
-			res.Artifacts, res.Skipped, len(res.Missing), len(res.Changed), len(res.Unexpected))
-		for _, f := range res.Failures {
-			fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", ccsync.Printable(f.Error), f.JobNumber, f.NodeIndex, f.Path)
-		}
-		for _, k := range res.Unexpected {
-			fmt.Fprintf(a.stdout, "  unexpected: %s\n", ccsync.Printable(k))
-		}
+			res.Checked, res.Intact, len(res.Missing), len(res.Changed), len(res.Unexpected))
 	}
-	if n := res.Failed + len(res.Unexpected); n > 0 {
-		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", n, dest)}
+	for _, f := range res.Failures {
+		fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", ccsync.Printable(f.Error), f.JobNumber, f.NodeIndex, f.Path)
 	}
-	return nil
+	for _, k := range res.Unexpected {
+		fmt.Fprintf(a.stdout, "  unexpected: %s\n", ccsync.Printable(k))
+	}
+	return err
 }
 
 // nearestFlag suggests the flag of c closest to a mistyped name, if one is

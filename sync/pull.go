@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,7 @@ type PullOptions struct {
 	Log      *slog.Logger
 	Progress Progress  // nil: none
 	Out      io.Writer // dry-run plan
+	JSON     bool      // the dry-run plan as one JSON object per artifact
 }
 
 // Failure is one artifact that was not transferred.
@@ -313,7 +315,8 @@ func (e *engine) fail(a *Artifact, err error) {
 	defer e.mu.Unlock()
 	e.sum.Failed++
 	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path, Error: err.Error()})
-	e.log.Warn("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
+	// Reported once, in the summary; as it happens only at -v.
+	e.log.Debug("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
 }
 
 func (e *engine) printPlan(arts, todo []*Artifact) {
@@ -321,16 +324,54 @@ func (e *engine) printPlan(arts, todo []*Artifact) {
 	for _, a := range todo {
 		pending[a] = true
 	}
+	enc := json.NewEncoder(e.opts.Out)
+	enc.SetEscapeHTML(false)
 	for _, a := range arts {
+		step := planStep{Action: "done", Key: a.Key, JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path}
 		switch {
 		case a.Key == "":
-			fmt.Fprintf(e.opts.Out, "refuse    job %d node %d %q\n", a.JobNumber, a.NodeIndex, a.Path)
+			step.Action = "refuse"
+			step.Error = e.refusal(a)
 		case pending[a]:
-			fmt.Fprintf(e.opts.Out, "transfer  %s\n", Printable(a.Key))
+			step.Action = "transfer"
 		default:
-			fmt.Fprintf(e.opts.Out, "done      %s\n", Printable(a.Key))
+			if ent, ok := e.man.Lookup(manifestID(a)); ok {
+				step.Size = &ent.Size
+			}
+		}
+		if e.opts.JSON {
+			_ = enc.Encode(step)
+			continue
+		}
+		if step.Action == "refuse" {
+			fmt.Fprintf(e.opts.Out, "refuse    job %d node %d %q\n", a.JobNumber, a.NodeIndex, a.Path)
+		} else {
+			fmt.Fprintf(e.opts.Out, "%-9s %s\n", step.Action, Printable(a.Key))
 		}
 	}
+}
+
+// planStep is one line of a dry run's --json plan.
+type planStep struct {
+	Action    string `json:"action"` // transfer, done (recorded in the manifest) or refuse
+	Key       string `json:"key,omitempty"`
+	Size      *int64 `json:"size,omitempty"` // known for what the manifest records
+	JobNumber int64  `json:"job_number"`
+	NodeIndex int64  `json:"node_index"`
+	Path      string `json:"path"`
+	Error     string `json:"error,omitempty"`
+}
+
+// refusal is why the plan refused a.
+func (e *engine) refusal(a *Artifact) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range e.sum.Failures {
+		if f.JobNumber == a.JobNumber && f.NodeIndex == a.NodeIndex && f.Path == a.Path {
+			return f.Error
+		}
+	}
+	return ""
 }
 
 // fatal marks errors that stop the whole run rather than one artifact.

@@ -24,9 +24,17 @@ type VerifyOptions struct {
 	Log      *slog.Logger
 }
 
-// VerifyResult reports what Verify found.
+// VerifyResult reports what Verify found. Its own fields say it plainly:
+// Checked entries of the manifest, of which Intact are as recorded, and the
+// keys that are Missing, Changed or Unexpected (at the destination, not in
+// the manifest); Problems counts the three lists. The embedded Summary keeps
+// the counts cli.md names for every --json summary (Skipped = Intact,
+// Failed = missing + changed, Failures their details).
 type VerifyResult struct {
 	Summary
+	Checked    int      `json:"checked"`
+	Intact     int      `json:"intact"`
+	Problems   int      `json:"problems"`
 	Missing    []string `json:"missing"`
 	Changed    []string `json:"changed"`
 	Unexpected []string `json:"unexpected"`
@@ -87,6 +95,8 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 		}
 		res.Unexpected = append(res.Unexpected, info.Key)
 	}
+	res.Checked, res.Intact = res.Artifacts, res.Skipped
+	res.Problems = len(res.Missing) + len(res.Changed) + len(res.Unexpected)
 	return res, nil
 }
 

@@ -5,8 +5,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -264,4 +267,96 @@ func TestEachFailureIsReportedOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCommandsLeaveNothingBehind: commands that do not write artifacts do
+// not create or lock a destination either.
+func TestCommandsLeaveNothingBehind(t *testing.T) {
+	w, _ := smallWorld(3, 100)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	parent := t.TempDir()
+	nowhere := filepath.Join(parent, "nonexistent")
+	empty := filepath.Join(parent, "empty")
+	os.Mkdir(empty, 0o755)
+
+	r := runTool(t, env, time.Minute, "verify", "--to", nowhere)
+	wantCode(t, r, 2)
+	wantOneLine(t, r, "does not exist")
+
+	r = runTool(t, env, time.Minute, "pull", slugArg, "--dry-run", "--to", nowhere)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, "3 to transfer") {
+		t.Errorf("dry run into a new directory:\n%s", r.stdout)
+	}
+
+	badToken := append(toolEnv(t, nil), "CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN=wrong")
+	for _, dir := range []string{nowhere, empty} {
+		r = runTool(t, badToken, time.Minute, "pull", slugArg, "--to", dir)
+		wantCode(t, r, 2)
+		wantOneLine(t, r, "401")
+	}
+	r = runTool(t, env, time.Minute, "pull", "gh/acme/nothing-here", "--to", nowhere)
+	wantCode(t, r, 2)
+
+	if _, err := os.Stat(nowhere); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s was created (%v)", nowhere, err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("a refused run left %v in an empty destination", entries)
+	}
+}
+
+// TestCopiedMirrorIsUsable: a mirror copied (cp -a) or moved elsewhere is
+// pulled to and verified like the original: nothing is fetched again.
+func TestCopiedMirrorIsUsable(t *testing.T) {
+	w, arts := smallWorld(5, 1000)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	parent := t.TempDir()
+	orig := filepath.Join(parent, "big2")
+	wantCode(t, runTool(t, env, time.Minute, "pull", slugArg, "--to", orig, "-q"), 0)
+	served := srv.DownloadTotals().Started
+
+	copied, moved := filepath.Join(parent, "big2copy"), filepath.Join(parent, "elsewhere", "big2moved")
+	if out, err := exec.Command("cp", "-a", orig, copied).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	os.Mkdir(filepath.Dir(moved), 0o755)
+	if err := os.Rename(orig, moved); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{copied, moved} {
+		r := runTool(t, env, time.Minute, "pull", slugArg, "--to", dir)
+		wantCode(t, r, 0)
+		if want := "5 already done, 0 failed"; !strings.Contains(r.stdout, want) {
+			t.Errorf("pull to %s:\n%s\nwant %q", dir, r.stdout, want)
+		}
+		wantVerified(t, dest{to: dir, env: env}, len(arts))
+	}
+	if n := srv.DownloadTotals().Started; n != served {
+		t.Errorf("%d downloads after copying the mirror, want none", n-served)
+	}
+}
+
+// TestVerifyDuringAPull: verify while a pull writes the destination says
+// so instead of reporting the pull's unfinished work as problems.
+func TestVerifyDuringAPull(t *testing.T) {
+	w, arts := smallWorld(40, 64<<10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 256 << 10})
+	d := localDest(t, srv)
+	wantCode(t, runTool(t, d.env, time.Minute, d.pull("-q", "--include", "out/file-0*")...), 0)
+
+	p := startTool(t, d.env, d.pull("-j", "2")...)
+	if !p.waitUntil(func() bool { return srv.DownloadTotals().Completed >= 14 }) {
+		t.Fatalf("the pull ended too soon:\n%s", p.stderr.String())
+	}
+	r := runTool(t, d.env, time.Minute, d.verify()...)
+	wantCode(t, r, 2)
+	wantOneLine(t, r, "a pull is writing", "run verify when it has finished")
+	if strings.Contains(r.stdout, "unexpected") || strings.Contains(r.stdout, "missing") {
+		t.Errorf("verify reported the running pull's files as problems:\n%s", r.stdout)
+	}
+	wantCode(t, p.wait(time.Minute), 0)
+	wantVerified(t, d, len(arts))
 }

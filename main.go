@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -89,6 +90,8 @@ type app struct {
 	cutoff   string
 	s3       sink.S3Config
 	download bool
+
+	verifying bool // verify: a destination must exist already
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -495,12 +498,31 @@ func (a *app) openSink(ctx context.Context, loc string) (sink.Sink, error) {
 	if strings.Contains(loc, "://") {
 		return nil, usagef("--to %s: give a directory or an s3://bucket/prefix URL", loc)
 	}
+	if _, err := os.Stat(loc); errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case a.verifying:
+			return nil, usagef("--to %s does not exist: give the directory a pull wrote to", loc)
+		case a.dryRun:
+			// An empty destination, which a dry run must not create.
+			abs, _ := filepath.Abs(loc)
+			return absentDir{sink.NewMemory(), abs}, nil
+		}
+	}
 	s, err := sink.NewLocal(loc)
 	if err != nil {
 		return nil, &usageError{err}
 	}
 	return s, nil
 }
+
+// absentDir is a destination directory that does not exist yet, for a dry
+// run: empty, and named by its path.
+type absentDir struct {
+	*sink.Memory
+	path string
+}
+
+func (d absentDir) String() string { return d.path }
 
 func (a *app) pull(cmd *cobra.Command, args []string) error {
 	ctx := cmd.Context()
@@ -541,6 +563,11 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 	cutoff, err := parseSize(a.cutoff)
 	if err != nil {
 		return nil, usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
+	}
+	// A rejected token or an unknown project stops the run before the
+	// destination is touched: a new DEST is neither created nor locked.
+	if _, err := client.Project(ctx, slug); err != nil {
+		return nil, fmt.Errorf("project %s: %w", slug, err)
 	}
 	dest, store, err := a.destination(ctx)
 	if err != nil {
@@ -650,6 +677,7 @@ func shellQuote(s string) string {
 
 func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
+	a.verifying = true
 	dest, store, err := a.destination(ctx)
 	if err != nil {
 		return err

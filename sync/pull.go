@@ -144,12 +144,9 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		}()
 	}
 
-	store := opts.Manifest
-	if store == nil {
-		store = &SinkStore{Sink: dest, Prefix: ManifestPrefix}
-	}
+	store, recorded := manifestStore(dest, opts.Manifest)
 	m, err := manifest.Open(ctx, store, manifest.Options{
-		Destination: dest.String(), ToolVersion: opts.ToolVersion, Run: opts.Run,
+		Destination: recorded, ToolVersion: opts.ToolVersion, Run: opts.Run,
 	})
 	if err != nil {
 		return sum, err

@@ -161,7 +161,7 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 			// The API's 404 does not say which of project and pipeline it
 			// did not find; the project was found, so it is the pipeline.
 			if _, perr := r.api.Project(ctx, r.slug); perr == nil {
-				return &notFoundError{fmt.Sprintf("%s has no pipeline %d: check the number (the web app shows it in the pipeline's URL)", r.slug, sel.PipelineNumber), err}
+				return &explainedError{fmt.Sprintf("%s has no pipeline %d: check the number (the web app shows it in the pipeline's URL)", r.slug, sel.PipelineNumber), err}
 			}
 		}
 		if err != nil {
@@ -351,15 +351,16 @@ func canonicalVCS(v string) string {
 	return v
 }
 
-// notFoundError says what was not found where the API's 404 is vague; it
-// still matches circleci.ErrNotFound.
-type notFoundError struct {
+// explainedError says in its own words what err means here (which of
+// project and pipeline a 404 did not find, who holds a lock), and still
+// matches err with errors.Is and errors.As.
+type explainedError struct {
 	msg string
 	err error
 }
 
-func (e *notFoundError) Error() string { return e.msg }
-func (e *notFoundError) Unwrap() error { return e.err }
+func (e *explainedError) Error() string { return e.msg }
+func (e *explainedError) Unwrap() error { return e.err }
 
 // isUUID reports whether s has the shape of the IDs CircleCI gives
 // pipelines, workflows and jobs.

@@ -360,3 +360,47 @@ func TestVerifyDuringAPull(t *testing.T) {
 	wantCode(t, p.wait(time.Minute), 0)
 	wantVerified(t, d, len(arts))
 }
+
+// TestWebAppURLsWork: a URL copied from the CircleCI web app works where a
+// slug goes and selects what it names; so do a trailing slash and an
+// upper-case VCS name.
+func TestWebAppURLsWork(t *testing.T) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject(slugArg, "main")
+	var wfs []*circlecitest.Workflow
+	for i := range 2 {
+		wf := p.AddPipeline("main").AddWorkflow("build")
+		for j := range 2 {
+			wf.AddJob(fmt.Sprintf("job-%d", j), circlecitest.JobOptions{}).AddArtifact(0, fmt.Sprintf("p%d-j%d.txt", i, j), 10)
+		}
+		wfs = append(wfs, wf)
+	}
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	first := wfs[0]
+	base := "https://app.circleci.com/pipelines/github/acme/widgets"
+	pl := fmt.Sprintf("%s/%d", base, first.Pipeline().Number())
+	for _, tc := range []struct {
+		arg  string
+		want []string
+	}{
+		{base, []string{"p1-j0.txt", "p1-j1.txt"}}, // the newest pipeline, as for the slug
+		{pl, []string{"p0-j0.txt", "p0-j1.txt"}},
+		{pl + "/workflows/" + first.ID(), []string{"p0-j0.txt", "p0-j1.txt"}},
+		{fmt.Sprintf("%s/workflows/%s/jobs/%d", pl, first.ID(), first.Jobs()[1].Number()), []string{"p0-j1.txt"}},
+		{"GH/acme/widgets/", []string{"p1-j0.txt", "p1-j1.txt"}},
+	} {
+		r := runTool(t, env, time.Minute, "list", tc.arg, "--json")
+		wantCode(t, r, 0)
+		var got []string
+		for _, o := range jsonLines(t, r.stdout) {
+			got = append(got, o["path"].(string))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("list %s: %v, want %v", tc.arg, got, tc.want)
+		}
+	}
+	r := runTool(t, env, time.Minute, "list", pl, "--job", "1")
+	wantCode(t, r, 2)
+	wantOneLine(t, r, "give only one of")
+}

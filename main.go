@@ -385,9 +385,26 @@ func (a *app) slugArg(cmd *cobra.Command, args []string) error {
 
 // client parses the slug and the selection flags and builds the API client.
 func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
-	slug, err := circleci.ParseSlug(rawSlug)
+	slug, ref, err := circleci.ParseProject(rawSlug)
 	if err != nil {
 		return slug, nil, &usageError{err}
+	}
+	// A web-app URL names the selection too; a selection flag given
+	// beside it is refused by Validate as a second selection.
+	if ref.JobNumber > 0 {
+		a.jobs = append(a.jobs, strconv.FormatInt(ref.JobNumber, 10))
+	}
+	if ref.WorkflowID != "" {
+		a.sel.Workflows = append(a.sel.Workflows, ref.WorkflowID)
+	}
+	if ref.Branch != "" && a.sel.Branch == "" {
+		a.sel.Branch = ref.Branch
+	}
+	if ref.PipelineNumber > 0 {
+		if a.pipeNum != 0 && a.pipeNum != ref.PipelineNumber {
+			return slug, nil, usagef("the URL names pipeline %d and --pipeline-number %d another: give one", ref.PipelineNumber, a.pipeNum)
+		}
+		a.pipeNum = ref.PipelineNumber
 	}
 	for _, s := range a.jobs {
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)

@@ -404,3 +404,26 @@ func TestWebAppURLsWork(t *testing.T) {
 	wantCode(t, r, 2)
 	wantOneLine(t, r, "give only one of")
 }
+
+// TestGlobsThatMatchNothingSaySo: an --include that selects nothing is not
+// silent; it says how many paths it missed and how to match below a folder.
+func TestGlobsThatMatchNothingSaySo(t *testing.T) {
+	w, _ := smallWorld(3, 10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	want := "--include '*.bin' matched none of 3 paths (globs match the whole path: try '**/*.bin')"
+	for _, args := range [][]string{
+		{"list", slugArg, "--include", "*.bin"},
+		{"pull", slugArg, "--include", "*.bin", "--to", t.TempDir()},
+	} {
+		r := runTool(t, env, time.Minute, args...)
+		wantCode(t, r, 0)
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: stderr does not say %q:\n%s", args[0], want, r.stderr)
+		}
+	}
+	r := runTool(t, env, time.Minute, "list", slugArg, "--include", "**/*.bin")
+	if strings.Contains(r.stderr, "matched none") {
+		t.Errorf("a glob that matched warns:\n%s", r.stderr)
+	}
+}

@@ -49,6 +49,9 @@ func List(ctx context.Context, api API, slug circleci.Slug, sel *Selection, opts
 			return err
 		}
 	}
+	for _, msg := range sel.UnmatchedGlobs() {
+		opts.Log.Warn(msg)
+	}
 	if len(arts) == 0 && opts.Log != nil {
 		opts.Log.Info("no artifacts selected", "project", slug.String())
 	}

@@ -160,6 +160,9 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	var arts []*Artifact
 	skipped, err := Collect(ctx, api, slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
 	sum.Passed = skipped
+	for _, msg := range sel.UnmatchedGlobs() {
+		e.log.Warn(msg)
+	}
 	if err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}

@@ -44,6 +44,8 @@ type Selection struct {
 	JobNames      []string // globs on job names
 	Include       []string // globs on artifact paths; ** crosses /
 	Exclude       []string
+
+	globs *globCounts // what Include and Exclude matched in the last Resolve
 }
 
 // Validate checks the globs and the combination of selection flags.
@@ -127,6 +129,7 @@ func Resolve(ctx context.Context, api API, slug circleci.Slug, sel *Selection, l
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &resolver{api: api, slug: slug, sel: sel, log: log}
+	sel.countGlobs()
 	var ymu stdsync.Mutex
 	emit := func(j Job) {
 		ymu.Lock()

@@ -28,7 +28,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
 	"github.com/artifact-sync/artifact-sync/manifest"
@@ -72,8 +71,10 @@ type app struct {
 
 	token, host    string
 	verbose, quiet bool
+	logFormat      string
 	asJSON         bool
 	log            *slog.Logger
+	screen         *ccsync.Screen
 
 	sel      ccsync.Selection
 	jobs     []string
@@ -214,6 +215,7 @@ interrupted or repeated run resumes instead of starting over.`,
 	pf.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
+	pf.StringVar(&a.logFormat, "log-format", "", "how log lines on stderr are written: text (short sentences) or json (default: text on a terminal, key=value otherwise)")
 
 	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd())
 	return root
@@ -229,7 +231,12 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	case a.quiet:
 		level = slog.LevelWarn
 	}
-	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	a.screen = ccsync.NewScreen(a.stderr, ccsync.UseColor(a.stderr, a.getenv))
+	log, err := ccsync.NewLogger(a.screen, a.logFormat, level)
+	if err != nil {
+		return &usageError{err}
+	}
+	a.log = log
 	return nil
 }
 
@@ -596,11 +603,13 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout, JSON: a.asJSON,
 	}
 	if !a.dryRun && !a.quiet {
-		if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			opts.Progress = ccsync.NewBar(a.stderr)
+		if a.screen.IsTerminal() {
+			opts.Progress = ccsync.NewBar(a.screen)
 		} else {
 			opts.Progress = ccsync.NewLogProgress(a.log, 5*time.Second)
 		}
+		// Gone before the summary is printed, however the run ended.
+		defer opts.Progress.Finish()
 	}
 	api := ccsync.LimitAPI(client, 8)
 	return ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)

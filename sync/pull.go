@@ -158,7 +158,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
-	skipped, err := Collect(ctx, api, slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
+	skipped, err := Collect(ctx, observeAPI(api, e.opts.Progress), slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
 	sum.Passed = skipped
 	for _, msg := range sel.UnmatchedGlobs() {
 		e.log.Warn(msg)
@@ -506,6 +506,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	defer resp.Body.Close()
 
 	size := resp.ContentLength
+	e.opts.Progress.Size(size)
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
 	opts := sink.PutOptions{Size: size, Metadata: metadata(a), Validator: resp.Header.Get("ETag")}
 	var info sink.Info

@@ -44,9 +44,22 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel() // the run stops, records what finished and releases the lock
+		<-sigs
+		// A second signal while that waits (a slow manifest write, a lock
+		// release, multipart aborts) exits at once, as restic and rclone
+		// do. The manifest is crash-safe: what it durably recorded counts
+		// and the rest is fetched again.
+		fmt.Fprintln(os.Stderr, "\nartifact-sync: interrupted again: stopped at once; what was recorded is kept: run the same command again to resume")
+		os.Exit(exitInterrupted)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
-	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
 }
 

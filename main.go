@@ -223,15 +223,101 @@ interrupted or repeated run resumes instead of starting over.`,
 		}
 		return usagef("%s (see '%s --help')", msg, c.CommandPath())
 	})
-	pf := root.PersistentFlags()
-	pf.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
-	pf.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
-	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
-	pf.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
-	pf.StringVar(&a.logFormat, "log-format", "", "how log lines on stderr are written: text (short sentences) or json (default: text on a terminal, key=value otherwise)")
-
-	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd())
+	root.Flags().Bool("version", false, "print the version (the same as 'artifact-sync version')")
+	root.SetUsageFunc(usage)
+	list, pull, verify := a.listCmd(), a.pullCmd(), a.verifyCmd()
+	for _, c := range []*cobra.Command{list, pull, verify} {
+		a.globalFlags(c, c != verify)
+	}
+	root.AddCommand(list, pull, verify, a.versionCmd())
+	for _, c := range root.Commands() {
+		c.DisableFlagsInUseLine = true // the Use lines name their flags
+		c.Flags().SortFlags = false
+	}
 	return root
+}
+
+// globalFlags are the flags every command that talks to CircleCI or logs
+// takes; api: the token and host (verify never calls the API).
+func (a *app) globalFlags(cmd *cobra.Command, api bool) {
+	f := cmd.Flags()
+	if api {
+		f.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
+		f.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
+	}
+	f.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
+	f.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
+	f.StringVar(&a.logFormat, "log-format", "", "how log lines on stderr are written: text (short sentences) or json (default: text on a terminal, key=value otherwise)")
+}
+
+// flagGroups sorts a command's flags under the headings its usage line
+// names; flags in none of them are the command's own options.
+var flagGroups = []struct {
+	title string
+	names []string
+}{
+	{"Selection", []string{"job", "pipeline", "pipeline-number", "workflow", "branch", "pipelines"}},
+	{"Filters", []string{"workflow-name", "job-name", "include", "exclude"}},
+	{"", nil}, // the command's own options
+	{"S3", []string{"s3-endpoint", "s3-region", "s3-path-style"}},
+	{"Global", []string{"token", "host", "verbose", "quiet", "log-format", "help"}},
+}
+
+// usage prints a command's help: its usage line, examples, and its flags
+// grouped as the usage line names them.
+func usage(c *cobra.Command) error {
+	w := c.OutOrStderr()
+	if c.HasAvailableSubCommands() {
+		fmt.Fprintf(w, "Usage:\n  %s COMMAND [flags]\n\nCommands:\n", c.CommandPath())
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				fmt.Fprintf(w, "  %-11s %s\n", sub.Name(), sub.Short)
+			}
+		}
+	} else {
+		fmt.Fprintf(w, "Usage:\n  %s\n", c.UseLine())
+	}
+	if c.Example != "" {
+		fmt.Fprintf(w, "\nExamples:\n%s\n", c.Example)
+	}
+	grouped := map[string]bool{}
+	for _, g := range flagGroups {
+		grouped = func() map[string]bool {
+			for _, n := range g.names {
+				grouped[n] = true
+			}
+			return grouped
+		}()
+	}
+	for _, g := range flagGroups {
+		fs := pflag.NewFlagSet(g.title, pflag.ContinueOnError)
+		fs.SortFlags = false
+		title := g.title
+		if g.names == nil {
+			title = "Flags"
+			if c.HasParent() {
+				title = strings.ToUpper(c.Name()[:1]) + c.Name()[1:] + " options"
+			}
+			c.Flags().VisitAll(func(f *pflag.Flag) {
+				if !grouped[f.Name] {
+					fs.AddFlag(f)
+				}
+			})
+		} else {
+			for _, n := range g.names {
+				if f := c.Flags().Lookup(n); f != nil && (c.HasParent() || n != "help") {
+					fs.AddFlag(f)
+				}
+			}
+		}
+		if fs.HasFlags() {
+			fmt.Fprintf(w, "\n%s:\n%s", title, fs.FlagUsages())
+		}
+	}
+	if c.HasAvailableSubCommands() {
+		fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", c.CommandPath())
+	}
+	return nil
 }
 
 func (a *app) setup(cmd *cobra.Command, _ []string) error {
@@ -310,7 +396,7 @@ func (a *app) pullCmd() *cobra.Command {
 	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts per artifact before it counts as failed")
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
-	f.DurationVar(&a.idle, "idle-timeout", 60*time.Second, "abandon and retry a transfer or API call that receives no bytes for this long")
+	f.Var(newDuration(&a.idle, "60s"), "idle-timeout", "abandon and retry a transfer or API call that receives no bytes for this long")
 	a.s3Flags(cmd)
 	return cmd
 }
@@ -832,6 +918,33 @@ func (a *app) cliConfig() (path, token, host string) {
 		}
 	}
 	return path, token, host
+}
+
+// duration is a time.Duration flag shown as it was typed ("60s", not
+// "1m0s").
+type duration struct {
+	d    *time.Duration
+	text string
+}
+
+func newDuration(d *time.Duration, def string) *duration {
+	v := &duration{d: d}
+	if err := v.Set(def); err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func (v *duration) String() string { return v.text }
+func (v *duration) Type() string   { return "duration" }
+
+func (v *duration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("give a duration such as 60s or 5m")
+	}
+	*v.d, v.text = d, s
+	return nil
 }
 
 // parseSize reads a byte count with an optional binary suffix: 512, 64K, 64M, 1G.

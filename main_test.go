@@ -281,3 +281,38 @@ func TestTokenFromCircleCICLIConfig(t *testing.T) {
 		t.Errorf("a wrong $CIRCLE_TOKEN did not take precedence over cli.yml: exit %d", r.code)
 	}
 }
+
+// TestHelpIsGrouped: each command's help groups its flags under the
+// headings its usage line names, lists only the flags that mean something to
+// it, and shows durations as they are typed.
+func TestHelpIsGrouped(t *testing.T) {
+	pull := runCLI(t, nil, "pull", "--help").stdout
+	last := -1
+	for _, h := range []string{"Usage:", "Selection:", "Filters:", "Pull options:", "S3:", "Global:"} {
+		i := strings.Index(pull, "\n"+h+"\n")
+		if h == "Usage:" {
+			i = strings.Index(pull, h)
+		}
+		if i <= last {
+			t.Errorf("pull --help: %q missing or out of order:\n%s", h, pull)
+		}
+		last = i
+	}
+	if strings.Count(pull, "[flags]") > 0 || !strings.Contains(pull, "(default 60s)") {
+		t.Errorf("pull --help has a doubled [flags] or shows --idle-timeout's default not as typed:\n%s", pull)
+	}
+	verify := runCLI(t, nil, "verify", "--help").stdout
+	for _, f := range []string{"--token", "--host", "--job ", "--layout"} {
+		if strings.Contains(verify, f) {
+			t.Errorf("verify --help lists %s, which means nothing to it:\n%s", f, verify)
+		}
+	}
+	version := runCLI(t, nil, "version", "--help").stdout
+	if strings.Count(version, "--") != 1 {
+		t.Errorf("version --help lists flags besides --help:\n%s", version)
+	}
+	r := runCLI(t, nil, "pull", "gh/acme/widgets", "--to", t.TempDir(), "--idle-timeout", "soon")
+	if r.code != 2 || !strings.Contains(r.stderr, "give a duration such as 60s") {
+		t.Errorf("a bad duration: %d %s", r.code, r.stderr)
+	}
+}

@@ -656,10 +656,12 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	if err == nil && sum.Failed > 0 {
 		err = failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
 	}
-	// A run that stopped before it had a plan (a lock held, a token
-	// rejected, a layout refused) has nothing to sum up but the error;
-	// scripts (--json) get the summary whatever happened.
-	if a.asJSON || err == nil || sum.Artifacts > 0 {
+	// A run that stopped before it began (a lock held, a token rejected,
+	// a layout refused) has nothing to sum up but the error; an
+	// interrupted one says what is left even if nothing finished; scripts
+	// (--json) get the summary whatever happened.
+	began := sum.Transferred+sum.Skipped+sum.Failed > 0 || (sum.Artifacts > 0 && exitCode(ctx, err) == exitInterrupted)
+	if a.asJSON || err == nil || began {
 		a.report(ctx, sum, err)
 	}
 	return err

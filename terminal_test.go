@@ -266,3 +266,24 @@ func TestNoEscapeCodesWhenPiped(t *testing.T) {
 		}
 	}
 }
+
+// TestSkippedS3TestsAreCounted: "go test" without an S3 server says, in the
+// terminal it runs in, how many S3 tests it skipped and how to run them
+// (a skip alone is silent: go test shows "ok" for the package).
+func TestSkippedS3TestsAreCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the sink tests")
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	if out, err := exec.Command("go", "env", "GOCACHE", "GOPATH").Output(); err == nil {
+		f := strings.Fields(string(out))
+		env = append(env, "GOCACHE="+f[0], "GOPATH="+f[1])
+	}
+	wd, _ := os.Getwd()
+	term := startTerminal(t, 200, 10, env, "cd "+shellQuote(wd)+" && go test -count=1 -run 'TestS3' ./sink")
+	last := term.watch(5 * time.Minute)
+	screen := last[len(last)-1]
+	if !regexp.MustCompile(`sink: \d+ S3 tests skipped: \$ARTIFACT_SYNC_TEST_S3_ENDPOINT is not set; bash \.ci/run`).MatchString(screen) {
+		t.Errorf("go test did not say how many S3 tests it skipped:\n%s", screen)
+	}
+}

@@ -217,9 +217,11 @@ func (b *barProgress) line(now time.Time, width int) string {
 func (b *barProgress) spinner(width int) string {
 	b.frame++
 	var parts []string
-	for k, name := range []string{"pipelines", "workflows", "jobs"} {
-		if n := b.found[k].Load(); n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, name))
+	for k, name := range []string{"pipeline", "workflow", "job"} {
+		if n := b.found[k].Load(); n == 1 {
+			parts = append(parts, "1 "+name)
+		} else if n > 1 {
+			parts = append(parts, fmt.Sprintf("%d %ss", n, name))
 		}
 	}
 	if n := b.found[FoundListing].Load(); n > 0 {

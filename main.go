@@ -225,11 +225,8 @@ interrupted or repeated run resumes instead of starting over.`,
 	})
 	root.Flags().Bool("version", false, "print the version (the same as 'artifact-sync version')")
 	root.SetUsageFunc(usage)
-	list, pull, verify := a.listCmd(), a.pullCmd(), a.verifyCmd()
-	for _, c := range []*cobra.Command{list, pull, verify} {
-		a.globalFlags(c, c != verify)
-	}
-	root.AddCommand(list, pull, verify, a.versionCmd())
+	a.globalFlags(root)
+	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd())
 	for _, c := range root.Commands() {
 		c.DisableFlagsInUseLine = true // the Use lines name their flags
 		c.Flags().SortFlags = false
@@ -237,17 +234,27 @@ interrupted or repeated run resumes instead of starting over.`,
 	return root
 }
 
-// globalFlags are the flags every command that talks to CircleCI or logs
-// takes; api: the token and host (verify never calls the API).
-func (a *app) globalFlags(cmd *cobra.Command, api bool) {
-	f := cmd.Flags()
-	if api {
-		f.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
-		f.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
-	}
+// globalFlags may come before or after the command (artifact-sync -q pull
+// ...); each command's help lists only those that mean something to it.
+func (a *app) globalFlags(root *cobra.Command) {
+	f := root.PersistentFlags()
+	f.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
+	f.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
 	f.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
 	f.StringVar(&a.logFormat, "log-format", "", "how log lines on stderr are written: text (short sentences) or json (default: text on a terminal, key=value otherwise)")
+}
+
+// meaningful reports whether the global flag name means something to c:
+// the API's to list and pull, logging to them and verify.
+func meaningful(c *cobra.Command, name string) bool {
+	switch name {
+	case "token", "host":
+		return !c.HasParent() || c.Name() == "list" || c.Name() == "pull"
+	case "verbose", "quiet", "log-format":
+		return !c.HasParent() || c.Name() == "list" || c.Name() == "pull" || c.Name() == "verify"
+	}
+	return true
 }
 
 // flagGroups sorts a command's flags under the headings its usage line
@@ -298,14 +305,18 @@ func usage(c *cobra.Command) error {
 			if c.HasParent() {
 				title = strings.ToUpper(c.Name()[:1]) + c.Name()[1:] + " options"
 			}
-			c.Flags().VisitAll(func(f *pflag.Flag) {
+			c.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
 				if !grouped[f.Name] {
 					fs.AddFlag(f)
 				}
 			})
 		} else {
 			for _, n := range g.names {
-				if f := c.Flags().Lookup(n); f != nil && (c.HasParent() || n != "help") {
+				f := c.LocalFlags().Lookup(n)
+				if f == nil {
+					f = c.InheritedFlags().Lookup(n)
+				}
+				if f != nil && meaningful(c, n) && (c.HasParent() || n != "help") {
 					fs.AddFlag(f)
 				}
 			}

@@ -305,8 +305,9 @@ func usage(c *cobra.Command) error {
 			if c.HasParent() {
 				title = strings.ToUpper(c.Name()[:1]) + c.Name()[1:] + " options"
 			}
-			c.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
-				if !grouped[f.Name] {
+			inherited := c.InheritedFlags()
+			c.Flags().VisitAll(func(f *pflag.Flag) { // in the order they are defined
+				if !grouped[f.Name] && inherited.Lookup(f.Name) == nil {
 					fs.AddFlag(f)
 				}
 			})

@@ -141,14 +141,14 @@ func TestProgressInATerminal(t *testing.T) {
 			})
 			dest := t.TempDir()
 			env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "CIRCLECI_HOST=" + srv.URL, "CIRCLE_TOKEN=" + testToken}
-			term := startTerminal(t, cols, 20, env, fmt.Sprintf("%s pull gh/acme/widgets -v -j 4 --to %s", buildTool(t), dest))
+			term := startTerminal(t, cols, 40, env, fmt.Sprintf("%s pull gh/acme/widgets -v -j 4 --to %s", buildTool(t), dest))
 			screens := term.watch(90 * time.Second)
 			last := screens[len(screens)-1]
 			if !strings.Contains(last, "EXIT=0") {
 				t.Fatalf("pull did not finish with exit 0:\n%s", last)
 			}
 
-			var sawSpinner, sawTail, sawLogs bool
+			var sawSpinner, sawTail, sawWarning, sawRetry bool
 			minTail := 100
 			for _, s := range screens {
 				line := statusLine(s)
@@ -183,9 +183,8 @@ func TestProgressInATerminal(t *testing.T) {
 					}
 				}
 				// Log lines above the bar, never through it.
-				if strings.Contains(s, "warning: job passed over") && strings.Contains(s, "debug: transfer attempt failed") {
-					sawLogs = true
-				}
+				sawWarning = sawWarning || strings.Contains(s, "warning: job passed over (")
+				sawRetry = sawRetry || strings.Contains(s, "debug: transfer attempt failed (")
 				for _, l := range strings.Split(s, "\n") {
 					if (strings.Contains(l, "debug:") || strings.Contains(l, "warning:")) && (filesIn.MatchString(l) || strings.Contains(l, "resolving")) {
 						t.Errorf("a log line runs through the status line: %q", l)
@@ -207,7 +206,7 @@ func TestProgressInATerminal(t *testing.T) {
 			if !strings.Contains(last, "61 artifacts: 61 transferred") || filesIn.MatchString(last) || strings.Contains(last, "resolving") {
 				t.Errorf("the end of the run:\n%s", last)
 			}
-			if !sawLogs {
+			if !sawWarning || !sawRetry {
 				t.Errorf("the warning and the retries were not on the screen as sentences:\n%s", last)
 			}
 		})

@@ -21,9 +21,10 @@ type Progress interface {
 	Found(what Found)
 	// Start says the plan is made: files transfers follow.
 	Start(files int)
-	// Size says an attempt will bring n bytes (its Content-Length), or
-	// that its size is unknown (n < 0).
-	Size(n int64)
+	// Size says the latest attempt at the artifact at key will bring n
+	// bytes (its Content-Length; 0 when it got no response), or that its
+	// size is unknown (n < 0).
+	Size(key string, n int64)
 	AddBytes(n int64)
 	FileDone()
 	// Finish ends the display; it may be called more than once.
@@ -46,12 +47,12 @@ const (
 
 type nopProgress struct{}
 
-func (nopProgress) Found(Found)    {}
-func (nopProgress) Start(int)      {}
-func (nopProgress) Size(int64)     {}
-func (nopProgress) AddBytes(int64) {}
-func (nopProgress) FileDone()      {}
-func (nopProgress) Finish()        {}
+func (nopProgress) Found(Found)        {}
+func (nopProgress) Start(int)          {}
+func (nopProgress) Size(string, int64) {}
+func (nopProgress) AddBytes(int64)     {}
+func (nopProgress) FileDone()          {}
+func (nopProgress) Finish()            {}
 
 // rateWindow is how far back the rate shown looks: recent enough to follow
 // a change of speed, long enough not to flicker.
@@ -74,14 +75,16 @@ type barProgress struct {
 	screen *Screen
 	start  time.Time
 
-	found    [foundKinds]atomic.Int64
-	started  atomic.Bool
-	files    atomic.Int64
-	done     atomic.Int64
-	sized    atomic.Int64 // attempts that said their size
-	unsized  atomic.Int64 // attempts whose size is unknown
-	expected atomic.Int64 // bytes the sized attempts will bring
-	bytes    atomic.Int64
+	found   [foundKinds]atomic.Int64
+	started atomic.Bool
+	files   atomic.Int64
+	done    atomic.Int64
+	bytes   atomic.Int64
+
+	mu       stdsync.Mutex
+	sizes    map[string]int64 // the latest attempt's size per artifact; < 0: unknown
+	unsized  int64            // entries of sizes that are unknown
+	expected int64            // the sum of the known sizes
 
 	samples []sample // for the rate; touched by loop only
 	frame   int
@@ -101,13 +104,33 @@ func (b *barProgress) Start(files int)  { b.files.Store(int64(files)); b.started
 func (b *barProgress) AddBytes(n int64) { b.bytes.Add(n) }
 func (b *barProgress) FileDone()        { b.done.Add(1) }
 
-func (b *barProgress) Size(n int64) {
-	if n < 0 {
-		b.unsized.Add(1)
-		return
+func (b *barProgress) Size(key string, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sizes == nil {
+		b.sizes = map[string]int64{}
 	}
-	b.sized.Add(1)
-	b.expected.Add(n)
+	if prev, ok := b.sizes[key]; ok { // a retry: its size replaces the last
+		if prev < 0 {
+			b.unsized--
+		} else {
+			b.expected -= prev
+		}
+	}
+	b.sizes[key] = n
+	if n < 0 {
+		b.unsized++
+	} else {
+		b.expected += n
+	}
+}
+
+// known returns how many artifacts' sizes are not known and the sum of those
+// that are.
+func (b *barProgress) known(files int64) (unknown, total int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(files-int64(len(b.sizes)), 0) + b.unsized, b.expected
 }
 
 func (b *barProgress) Finish() {
@@ -155,8 +178,10 @@ func (b *barProgress) line(now time.Time, width int) string {
 	bytes := b.bytes.Load()
 	rate := b.rate(now, bytes)
 	files, done := b.files.Load(), b.done.Load()
-	unknown := max(files-b.sized.Load()-b.unsized.Load(), 0) + b.unsized.Load()
-	total := b.expected.Load()
+	unknown, total := b.known(files)
+	if unknown == 0 {
+		bytes = min(bytes, total) // a retried attempt's bytes come twice
+	}
 
 	// Parts in the order they are shown, each with a priority: when the
 	// line is too wide the least important go first.
@@ -180,7 +205,7 @@ func (b *barProgress) line(now time.Time, width int) string {
 	parts = append(parts, part{HumanBytes(int64(rate)) + "/s", 4})
 	switch {
 	case unknown > 0:
-		parts = append(parts, part{fmt.Sprintf("%d sizes not known yet", unknown), 5})
+		parts = append(parts, part{fmt.Sprintf("%d of %d sizes not known yet", unknown, files), 5})
 	case rate > 0:
 		parts = append(parts, part{"ETA " + shortDuration(time.Duration(float64(total-bytes)/rate*float64(time.Second))), 3})
 	}
@@ -288,8 +313,8 @@ type logProgress struct {
 	wg       stdsync.WaitGroup
 }
 
-func (p *logProgress) Found(Found) {}
-func (p *logProgress) Size(int64)  {}
+func (p *logProgress) Found(Found)        {}
+func (p *logProgress) Size(string, int64) {}
 
 func (p *logProgress) Start(files int) {
 	p.files = files

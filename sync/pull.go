@@ -498,6 +498,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	defer done()
 	resp, err := e.dl.Download(ctx, a.URL, off, validator)
 	if err != nil {
+		e.opts.Progress.Size(a.Key, 0) // nothing comes from this attempt
 		if errors.Is(err, circleci.ErrUnauthorized) || errors.Is(err, circleci.ErrForbidden) {
 			return &fatal{fmt.Errorf("downloading job %d node %d %q: %w", a.JobNumber, a.NodeIndex, a.Path, err)}
 		}
@@ -506,7 +507,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	defer resp.Body.Close()
 
 	size := resp.ContentLength
-	e.opts.Progress.Size(size)
+	e.opts.Progress.Size(a.Key, size)
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
 	opts := sink.PutOptions{Size: size, Metadata: metadata(a), Validator: resp.Header.Get("ETag")}
 	var info sink.Info

@@ -7,14 +7,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -100,9 +99,12 @@ type app struct {
 	force    bool
 	retries  int
 	idle     time.Duration
+	apiRetry time.Duration
 	streams  int
 	cutoff   string
+	maxSize  string
 	s3       sink.S3Config
+	s3Lock   string
 	download bool
 
 	verifying bool // verify: a destination must exist already
@@ -171,7 +173,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	case errors.As(err, &fe):
 		return exitFailed
-	case errors.As(err, &ue), errors.As(err, &le),
+	case errors.As(err, &ue), errors.As(err, &le), errors.As(err, new(*sink.LostLockError)),
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
 		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound), isBadRequest(err),
 		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
@@ -384,6 +386,7 @@ func (a *app) listCmd() *cobra.Command {
 		},
 	}
 	a.selectionFlags(cmd)
+	a.apiRetryFlag(cmd)
 	return cmd
 }
 
@@ -405,12 +408,19 @@ func (a *app) pullCmd() *cobra.Command {
 	f.StringVar(&a.manifest, "manifest", "", "where the resumable manifest lives: a directory or an s3:// URL (default DEST/"+ccsync.ManifestPrefix+")")
 	f.BoolVar(&a.dryRun, "dry-run", false, "print what would be transferred, transfer nothing")
 	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
-	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts per artifact before it counts as failed")
+	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts in a row that keep nothing new before an artifact counts as failed")
+	f.StringVar(&a.maxSize, "max-artifact-size", "64G", "fail, without a transfer, an artifact whose download declares more bytes (K, M, G: binary units)")
+	f.StringVar(&a.s3Lock, "s3-lock", "lease", "how a run keeps others off an S3 destination: lease (a lock object guarded by conditional writes) or none (no lock, for servers that do not enforce conditional writes; at your own risk)")
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
 	f.Var(newDuration(&a.idle, "60s"), "idle-timeout", "abandon and retry a transfer or API call that receives no bytes for this long")
+	a.apiRetryFlag(cmd)
 	a.s3Flags(cmd)
 	return cmd
+}
+
+func (a *app) apiRetryFlag(cmd *cobra.Command) {
+	cmd.Flags().Var(newDuration(&a.apiRetry, "2m"), "api-retry-for", "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429) for this long before giving up")
 }
 
 func (a *app) s3Flags(cmd *cobra.Command) {
@@ -573,9 +583,13 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 	// The API's own path is added to every request; a host given with it
 	// (copied from the API docs) would double it.
 	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimRight(host, "/"), "/api/v2"), "/api/v1.1")
+	if a.apiRetry <= 0 {
+		return slug, nil, usagef("--api-retry-for %s: give a positive duration such as 2m", a.apiRetry)
+	}
 	c, err := circleci.New(circleci.Config{
 		Host: host, Token: token, UserAgent: "artifact-sync/" + version(),
 		IdleTimeout: a.idle, Logger: a.log, MaxConns: max(a.conc, a.streams, 8),
+		Retry: circleci.RetryPolicy{MaxElapsed: a.apiRetry},
 	})
 	if errors.Is(err, circleci.ErrNoToken) {
 		return slug, nil, usagef("no CircleCI token: set CIRCLE_TOKEN or pass --token (create a personal API token at https://app.circleci.com/settings/user/tokens)")
@@ -688,6 +702,16 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 	if err != nil {
 		return nil, &usageError{err}
 	}
+	switch a.s3Lock {
+	case "lease":
+	case "none":
+		a.s3.NoLock = true
+		if strings.HasPrefix(a.to, "s3://") {
+			a.log.Warn("--s3-lock=none: running without a lock; nothing keeps another run from writing " + a.to + " at the same time, and two runs at once can lose each other's manifest records")
+		}
+	default:
+		return nil, usagef("--s3-lock %q: give lease or none", a.s3Lock)
+	}
 	if a.conc < 1 {
 		return nil, usagef("--concurrency %d: give 1 or more", a.conc)
 	}
@@ -701,6 +725,10 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 	if err != nil {
 		return nil, usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
 	}
+	maxSize, err := parseSize(a.maxSize)
+	if err != nil {
+		return nil, usagef("--max-artifact-size %q: %v; give a size such as 64G", a.maxSize, err)
+	}
 	// A rejected token or an unknown project stops the run before the
 	// destination is touched: a new DEST is neither created nor locked.
 	if _, err := client.Project(ctx, slug); err != nil {
@@ -711,9 +739,9 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 		return nil, err
 	}
 	opts := ccsync.PullOptions{
-		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff,
+		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff, MaxArtifactSize: maxSize,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
-		Manifest: store, ToolVersion: version(), Run: runID(), Log: a.log, Out: a.stdout, JSON: a.asJSON,
+		Manifest: store, ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout, JSON: a.asJSON,
 	}
 	if !a.dryRun && !a.quiet {
 		if a.screen.IsTerminal() {
@@ -726,12 +754,6 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 	}
 	api := ccsync.LimitAPI(client, 8)
 	return ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
-}
-
-func runID() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
 // pullSummary is pull's --json summary: the run's counts, and when it did
@@ -776,6 +798,10 @@ func (a *app) report(ctx context.Context, sum *ccsync.Summary, err error) {
 	}
 	fmt.Fprintln(a.stdout, line)
 	for _, f := range sum.Failures {
+		if f.Path == "" {
+			fmt.Fprintf(a.stdout, "  failed: job %d (%s): %s\n", f.JobNumber, ccsync.Printable(f.JobName), ccsync.Printable(f.Error))
+			continue
+		}
 		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, ccsync.Printable(f.Error))
 	}
 	for _, s := range sum.Passed {
@@ -823,7 +849,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	}
 	res, err := ccsync.Verify(ctx, dest, ccsync.VerifyOptions{Manifest: store, Download: a.download, Log: a.log})
 	if err == nil && res.Problems > 0 {
-		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; pull again (with --force for changed files) to repair", res.Problems, dest)}
+		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", res.Problems, dest)}
 	}
 	if a.asJSON {
 		out := struct {
@@ -979,8 +1005,8 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("not a positive size")
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, errors.New("not a positive size that fits in 63 bits")
 	}
 	return n * mult, nil
 }

@@ -8,10 +8,12 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	stdsync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -23,10 +25,22 @@ const (
 	DefaultUserAgent       = "artifact-sync"
 	DefaultIdleTimeout     = 60 * time.Second
 	DefaultMaxConns        = 64
-	DefaultMaxAttempts     = 5
 	DefaultInitialInterval = 500 * time.Millisecond
 	DefaultMaxInterval     = 10 * time.Second
 	DefaultMaxElapsed      = 2 * time.Minute
+	// DefaultAttempts is how often a call is tried when its failure is not
+	// an outage (see RetryPolicy).
+	DefaultAttempts = 5
+	// DefaultMaxObjectBytes bounds a single object (a pipeline, job
+	// details): real ones are a few KiB.
+	DefaultMaxObjectBytes = 4 << 20
+	// DefaultMaxPageBytes bounds one page of a list. CircleCI sends a
+	// job's artifacts in one page, thousands of items, about 1 MB; 20,000
+	// artifacts with long paths are around 6 MB.
+	DefaultMaxPageBytes = 64 << 20
+	// DefaultMaxPages bounds the pages of one listing: 100,000 pipelines
+	// at CircleCI's 20 a page.
+	DefaultMaxPages = 5000
 )
 
 // Config configures a [Client]. Zero values mean the documented defaults.
@@ -55,27 +69,104 @@ type Config struct {
 	// 60s by default. There is no limit on a request's total time.
 	IdleTimeout time.Duration
 	// Logger receives debug lines for each API request (method, path,
-	// status, attempt). Never the token. Nil discards them.
+	// status, attempt), and the lines about trouble when OnTrouble is nil.
+	// Never the token. Nil discards them.
 	Logger *slog.Logger
+	// OnTrouble is called when an outage begins (the host refuses or resets
+	// connections, times out, answers 502, 503, 504 or 429 to a client it
+	// answered before) and again when a call succeeds after that: once per
+	// spell of trouble, however many calls are waiting. Nil logs a warning
+	// and, when it is over, an info line to Logger.
+	OnTrouble func(Trouble)
+	// Limits bound what the API may send.
+	Limits Limits
+}
+
+// Limits bound the responses of the API, so that a misbehaving server or
+// proxy cannot grow memory without end. Zero values mean the defaults.
+type Limits struct {
+	// ObjectBytes bounds the body of a single object; 4 MiB by default.
+	ObjectBytes int64
+	// PageBytes bounds the body of one page of a list; 64 MiB by default.
+	PageBytes int64
+	// Pages bounds the pages of one listing; 5,000 by default.
+	Pages int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.ObjectBytes <= 0 {
+		l.ObjectBytes = DefaultMaxObjectBytes
+	}
+	if l.PageBytes <= 0 {
+		l.PageBytes = DefaultMaxPageBytes
+	}
+	if l.Pages <= 0 {
+		l.Pages = DefaultMaxPages
+	}
+	return l
+}
+
+// Trouble is a spell of outage of the API; see Config.OnTrouble.
+type Trouble struct {
+	// Host is the API host as configured, without /api/v2.
+	Host string
+	// Err is the failure that started the spell.
+	Err error
+	// RetryFor is how long each call keeps retrying (RetryPolicy.MaxElapsed).
+	RetryFor time.Duration
+	// Over reports that a call succeeded again, Lasted after the spell began.
+	Over   bool
+	Lasted time.Duration
+}
+
+// String says what is going on in one line, for a log.
+func (t Trouble) String() string {
+	if t.Over {
+		return "CircleCI API at " + t.Host + " answers again after " + roughly(t.Lasted).String() + " of trouble"
+	}
+	var what string
+	var e *Error
+	var ne *netError
+	switch {
+	case errors.As(t.Err, &e):
+		what = "answers " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	case errors.As(t.Err, &ne):
+		what = "unreachable (" + ne.cause + ")"
+	default:
+		what = "failing (" + t.Err.Error() + ")"
+	}
+	return "CircleCI API at " + t.Host + " " + what + "; retrying for up to " + t.RetryFor.String()
 }
 
 // RetryPolicy bounds the retries of API calls. Zero values mean defaults.
+//
+// An outage, where the API host is unavailable rather than failing one
+// request, is ridden out: refused or reset connections, timeouts, 502, 503
+// and 504 from a gateway, 429 are retried for up to MaxElapsed. Other
+// retryable failures get Attempts tries: a 500 or 408 is that request's own
+// trouble (a listing CircleCI cannot produce fails alike for minutes), and
+// a host that has never answered this client is most often a wrong --host,
+// which should fail in seconds.
 type RetryPolicy struct {
-	// MaxAttempts is the number of tries including the first; 5 by default.
+	// MaxElapsed is how long a call keeps retrying through an outage, from
+	// its first try; 2m by default.
+	MaxElapsed time.Duration
+	// Attempts is the number of tries of a call whose failure is not an
+	// outage; 5 by default.
+	Attempts int
+	// MaxAttempts, when positive, also caps the tries of every call. By
+	// default only MaxElapsed does.
 	MaxAttempts int
 	// InitialInterval is the first backoff wait; 500ms by default.
 	InitialInterval time.Duration
 	// MaxInterval caps each backoff wait; 10s by default. A Retry-After
 	// header may ask for longer, up to MaxRetryAfter.
 	MaxInterval time.Duration
-	// MaxElapsed stops retrying once this much time has passed since the
-	// first try; 2m by default.
-	MaxElapsed time.Duration
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = DefaultMaxAttempts
+	if p.Attempts <= 0 {
+		p.Attempts = DefaultAttempts
 	}
 	if p.InitialInterval <= 0 {
 		p.InitialInterval = DefaultInitialInterval
@@ -96,7 +187,18 @@ type Client struct {
 	userAgent string
 	hc        *http.Client
 	retry     RetryPolicy
+	limits    Limits
 	logger    *slog.Logger
+	onTrouble func(Trouble)
+
+	// answered is set once the API host has sent any HTTP answer.
+	answered atomic.Bool
+	// troubleMu guards troubleSince, the start of the current spell of
+	// trouble (zero when there is none), and lastOK, when a call last
+	// succeeded.
+	troubleMu    stdsync.Mutex
+	troubleSince time.Time
+	lastOK       time.Time
 
 	// newTimer replaces the backoff wait in tests; nil means real time.
 	newTimer func() backoff.Timer
@@ -164,14 +266,26 @@ func New(cfg Config) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Client{
+	c := &Client{
 		base:      base,
 		token:     cfg.Token,
 		userAgent: ua,
 		hc:        &hc,
 		retry:     cfg.Retry.withDefaults(),
+		limits:    cfg.Limits.withDefaults(),
 		logger:    logger,
-	}, nil
+		onTrouble: cfg.OnTrouble,
+	}
+	if c.onTrouble == nil {
+		c.onTrouble = func(t Trouble) {
+			if t.Over {
+				logger.Info(t.String())
+			} else {
+				logger.Warn(t.String())
+			}
+		}
+	}
+	return c, nil
 }
 
 // setEscapedPath sets u's path from an escaped form, keeping RawPath so that
@@ -193,15 +307,17 @@ type endpoint struct {
 	project string
 }
 
-// get performs an idempotent GET with retries, handing a 2xx body to decode.
-// decode may be called once per attempt and must reset what it fills.
-func (c *Client) get(ctx context.Context, ep endpoint, decode func(io.Reader) error) error {
+// get performs an idempotent GET with retries, handing a 2xx body, read
+// through a limit of limit bytes, to decode. decode may be called once per
+// attempt and must reset what it fills.
+func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(io.Reader) error) error {
 	u := *c.base
 	if err := setEscapedPath(&u, c.base.EscapedPath()+"/"+ep.path); err != nil {
 		return fmt.Errorf("circleci: bad request path: %w", err)
 	}
 	u.RawQuery = ep.query.Encode()
 
+	p := c.retry
 	var (
 		attempt    int
 		retryAfter time.Duration
@@ -209,23 +325,31 @@ func (c *Client) get(ctx context.Context, ep endpoint, decode func(io.Reader) er
 	op := func() error {
 		attempt++
 		retryAfter = 0
-		err := c.getOnce(ctx, &u, ep, attempt, decode)
+		began := time.Now()
+		err := c.getOnce(ctx, &u, ep, attempt, limit, decode)
 		if err == nil {
+			c.troubleOver()
 			return nil
 		}
 		if !IsRetryable(err) {
 			return backoff.Permanent(err)
 		}
+		outage := c.answered.Load() && isOutage(err)
+		if outage {
+			c.troubleBegins(err, began)
+		}
+		if !outage && attempt >= p.Attempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
+			return backoff.Permanent(err) // out of tries; still retryable, told apart below
+		}
 		retryAfter = RetryAfter(err)
 		return err
 	}
-	p := c.retry
 	eb := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.InitialInterval),
 		backoff.WithMaxInterval(p.MaxInterval),
-		backoff.WithMaxElapsedTime(p.MaxElapsed),
+		backoff.WithMaxElapsedTime(0),
 	)
-	b := backoff.WithContext(backoff.WithMaxRetries(&retryAfterBackOff{eb, &retryAfter}, uint64(p.MaxAttempts-1)), ctx)
+	b := backoff.WithContext(&retryAfterBackOff{eb, &retryAfter, p.MaxElapsed}, ctx)
 	notify := func(err error, wait time.Duration) {
 		c.logger.DebugContext(ctx, "circleci retry", "path", u.EscapedPath(), "attempt", attempt, "wait", wait, "error", err)
 	}
@@ -233,11 +357,87 @@ func (c *Client) get(ctx context.Context, ep endpoint, decode func(io.Reader) er
 	if c.newTimer != nil {
 		timer = c.newTimer()
 	}
-	return backoff.RetryNotifyWithTimer(op, b, notify, timer)
+	start := time.Now()
+	err := backoff.RetryNotifyWithTimer(op, b, notify, timer)
+	if err == nil || ctx.Err() != nil || !IsRetryable(err) {
+		return err
+	}
+	// Out of retries: say so, and what to do.
+	var ne *netError
+	if !c.answered.Load() && errors.As(err, &ne) {
+		ne.subject = "cannot reach the CircleCI API at " + c.host()
+		ne.hint = "check --host (or $CIRCLECI_HOST) and the network"
+		return err
+	}
+	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts || !isOutage(err) {
+		return &gaveUpError{err: err, how: fmt.Sprintf("after %d attempts", attempt)}
+	}
+	return &gaveUpError{err: err, how: "after retrying for " + roughly(time.Since(start)).String()}
+}
+
+// roughly rounds d for a message: to the second, or to 10ms below one.
+func roughly(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(10 * time.Millisecond)
+}
+
+// isOutage reports whether a retryable err says that the API host is
+// unavailable, rather than that it failed this one request.
+func isOutage(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return true // no answer at all: refused, reset, cut short, timed out
+	}
+	switch e.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// gaveUpError is the last error of a call that was retried until its limit.
+type gaveUpError struct {
+	err error
+	how string // "after retrying for 2m0s"
+}
+
+func (e *gaveUpError) Error() string {
+	return e.err.Error() + "; gave up " + e.how + ": run the same command again once the CircleCI API answers"
+}
+
+func (e *gaveUpError) Unwrap() error { return e.err }
+
+// troubleBegins reports the start of a spell of trouble, unless one is
+// already under way or the failed attempt began before a call last
+// succeeded (it is news from before the API answered again).
+func (c *Client) troubleBegins(err error, began time.Time) {
+	c.troubleMu.Lock()
+	first := c.troubleSince.IsZero() && !began.Before(c.lastOK)
+	if first {
+		c.troubleSince = time.Now()
+	}
+	c.troubleMu.Unlock()
+	if first {
+		c.onTrouble(Trouble{Host: c.host(), Err: err, RetryFor: c.retry.MaxElapsed})
+	}
+}
+
+// troubleOver reports the end of a spell of trouble, if there is one.
+func (c *Client) troubleOver() {
+	c.troubleMu.Lock()
+	since := c.troubleSince
+	c.troubleSince = time.Time{}
+	c.lastOK = time.Now()
+	c.troubleMu.Unlock()
+	if !since.IsZero() {
+		c.onTrouble(Trouble{Host: c.host(), RetryFor: c.retry.MaxElapsed, Over: true, Lasted: time.Since(since)})
+	}
 }
 
 // getOnce is one attempt of get.
-func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt int, decode func(io.Reader) error) error {
+func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt int, limit int64, decode func(io.Reader) error) error {
 	req, err := http.NewRequestWithContext(withTokenScope(ctx, c.base), http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
@@ -247,10 +447,11 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		err = c.unreachable(c.scrub(err))
+		err = c.apiNetError(c.scrub(err))
 		c.logger.DebugContext(ctx, "circleci request", "method", req.Method, "path", u.EscapedPath(), "attempt", attempt, "error", err)
 		return err
 	}
+	c.answered.Store(true)
 	defer func() {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
@@ -272,8 +473,17 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 		}
 		return err
 	}
-	if err := decode(resp.Body); err != nil {
-		return c.scrub(fmt.Errorf("circleci: decoding GET %s: %w", u.EscapedPath(), err))
+	body := &limitedReader{r: resp.Body, n: limit}
+	if err := decode(body); err != nil {
+		switch {
+		case body.over:
+			return fmt.Errorf("CircleCI API at %s sent more than %s for GET %s, far more than CircleCI sends: "+
+				"check that --host is the CircleCI API (not a proxy), or report it to its administrator", c.host(), sizeString(limit), u.EscapedPath())
+		case netCause(err) != "":
+			return c.apiNetError(err)
+		}
+		return c.scrub(fmt.Errorf("CircleCI API at %s sent a response to GET %s that is not the API's JSON (%s): "+
+			"check that --host is the CircleCI API (not a proxy or login page)", c.host(), u.EscapedPath(), clean(err.Error())))
 	}
 	return nil
 }
@@ -297,17 +507,11 @@ func (c *Client) scrub(err error) error {
 	return err
 }
 
-// unreachable explains an error that got no connection to the API at all: a
-// refused connection or a name that does not resolve is most often a wrong
-// --host.
-func (c *Client) unreachable(err error) error {
-	var oe *net.OpError
-	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return &unreachableError{host: c.host(), cause: dns.Error(), err: err}
-	}
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return &unreachableError{host: c.host(), cause: oe.Error(), err: err}
+// apiNetError says which API host failed and how, for an error below HTTP;
+// other errors are returned as they are.
+func (c *Client) apiNetError(err error) error {
+	if cause := netCause(err); cause != "" {
+		return &netError{subject: "CircleCI API at " + c.host(), cause: cause, err: err}
 	}
 	return err
 }
@@ -317,18 +521,44 @@ func (c *Client) host() string {
 	return strings.TrimSuffix(c.base.String(), "/api/v2")
 }
 
-// unreachableError is one line saying which host could not be reached, why,
-// and what to check; it matches what caused it (errors.Is/As).
-type unreachableError struct {
-	host, cause string
-	err         error
+// limitedReader reads at most n bytes of r, then fails and sets over.
+type limitedReader struct {
+	r    io.Reader
+	n    int64
+	over bool
 }
 
-func (e *unreachableError) Error() string {
-	return "cannot reach the CircleCI API at " + e.host + ": " + e.cause + "; check --host (or $CIRCLECI_HOST) and the network"
+var errTooLarge = errors.New("response too large")
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// One more byte tells a body of exactly n bytes from a longer one.
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			l.over = true
+			return 0, errTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
-func (e *unreachableError) Unwrap() error { return e.err }
+// sizeString writes a byte count the way the limits are set: 4 MiB.
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
 
 // redactedError hides the token from an error's text while keeping its
 // chain for errors.Is and errors.As.
@@ -341,27 +571,33 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // retryAfterBackOff waits as long as the server asked for when it did, and
-// otherwise as the exponential policy says.
+// otherwise as the exponential policy says, until maxElapsed has passed
+// since the first try. The last wait is cut short so that the last try
+// comes at maxElapsed: a call retries for the whole span it promises.
 type retryAfterBackOff struct {
-	*backoff.ExponentialBackOff
-	retryAfter *time.Duration
+	*backoff.ExponentialBackOff // without a MaxElapsedTime of its own
+	retryAfter                  *time.Duration
+	maxElapsed                  time.Duration
 }
 
 func (b *retryAfterBackOff) NextBackOff() time.Duration {
+	left := b.maxElapsed - b.GetElapsedTime()
 	next := b.ExponentialBackOff.NextBackOff()
-	if next == backoff.Stop {
-		return next
+	switch ra := *b.retryAfter; {
+	case left <= 0:
+		return backoff.Stop
+	case ra > left:
+		return backoff.Stop // the server asks for longer than the call retries
+	case ra > 0:
+		return ra
 	}
-	if *b.retryAfter > 0 {
-		return *b.retryAfter
-	}
-	return next
+	return min(next, left)
 }
 
 // getOne fetches a single object, decoding each attempt into a fresh value.
 func getOne[T any](ctx context.Context, c *Client, ep endpoint) (*T, error) {
 	var out *T
-	err := c.get(ctx, ep, func(r io.Reader) error {
+	err := c.get(ctx, ep, c.limits.ObjectBytes, func(r io.Reader) error {
 		v := new(T)
 		if err := json.NewDecoder(r).Decode(v); err != nil {
 			if err == io.EOF {
@@ -386,7 +622,7 @@ func list[T any](ctx context.Context, c *Client, ep endpoint) iter.Seq2[T, error
 		var zero T
 		token := ""
 		seen := map[string]bool{}
-		for {
+		for pages := 1; ; pages++ {
 			page := ep
 			page.query = url.Values{}
 			for k, v := range ep.query {
@@ -397,7 +633,7 @@ func list[T any](ctx context.Context, c *Client, ep endpoint) iter.Seq2[T, error
 			}
 			var items []T
 			var next string
-			err := c.get(ctx, page, func(r io.Reader) error {
+			err := c.get(ctx, page, c.limits.PageBytes, func(r io.Reader) error {
 				items = items[:0]
 				var err error
 				next, err = decodePage(r, func(v T) { items = append(items, v) })
@@ -416,7 +652,13 @@ func list[T any](ctx context.Context, c *Client, ep endpoint) iter.Seq2[T, error
 				return
 			}
 			if seen[next] {
-				yield(zero, fmt.Errorf("circleci: GET %s: the API returned a page token it had returned before; stopping", c.base.EscapedPath()+"/"+ep.path))
+				yield(zero, fmt.Errorf("CircleCI API at %s sent a page token for GET %s that it had sent before, so the listing would never end: "+
+					"stopped; check that --host is the CircleCI API (not a proxy), or report it to its administrator", c.host(), c.base.EscapedPath()+"/"+ep.path))
+				return
+			}
+			if pages >= c.limits.Pages {
+				yield(zero, fmt.Errorf("CircleCI API at %s sent more than %d pages for GET %s: stopped; select fewer pipelines, "+
+					"or check that --host is the CircleCI API (not a proxy)", c.host(), c.limits.Pages, c.base.EscapedPath()+"/"+ep.path))
 				return
 			}
 			seen[next] = true

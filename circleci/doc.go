@@ -41,6 +41,30 @@
 // timeouts. Other 4xx answers are permanent. [Client.Download] never
 // retries: the caller retries the whole transfer.
 //
+// Retries ride out an outage: while the API host is unavailable (refused
+// or reset connections, timeouts, 502/503/504 from a gateway, 429) a call
+// keeps trying for [RetryPolicy.MaxElapsed] (2 minutes by default), and the
+// client reports each spell of trouble once when it begins and once when it
+// ends ([Config.OnTrouble], a log line by default), however many calls
+// wait. Other failures get a few quick tries ([RetryPolicy.Attempts]): a 500
+// is the request's own trouble, and a host that has never answered this
+// client is far more often a wrong --host than an outage (its error says to
+// check --host). A call that runs out of retries says that it gave up,
+// after how long, and what to do.
+//
+// A request that fails below HTTP (refused, reset, closed early, stalled)
+// fails with one line naming the API host or the download's host and what
+// happened, never Go's bare "EOF" or "read tcp …"; the error still matches
+// its cause with errors.Is and errors.As.
+//
+// # Limits
+//
+// A response is read through a size limit ([Limits]: 4 MiB for an object,
+// 64 MiB for a page, where CircleCI sends about 1 MB for thousands of
+// artifacts) and a listing stops after 5,000 pages or at a page token seen
+// before, each with an error that says so: a misbehaving server or proxy
+// cannot grow memory without end.
+
 // # Timeouts
 //
 // There is no deadline on a whole request: a 3 GB artifact may take an hour.

@@ -68,12 +68,45 @@ func (c *Client) download(ctx context.Context, rawURL, rng, ifRange string) (*ht
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, c.scrub(err)
+		err = c.scrub(err)
+		host := u.Host
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			if hop, perr := url.Parse(ue.URL); perr == nil && hop.Host != "" {
+				host = hop.Host // the hop that failed, after redirects
+			}
+		}
+		return nil, downloadNetError(host, err)
 	}
 	if err := checkResponse(resp, c.token); err != nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		return nil, err
 	}
+	resp.Body = &downloadBody{ReadCloser: resp.Body, host: resp.Request.URL.Host}
 	return resp, nil
+}
+
+// downloadNetError says which host a download failed at and how, for an
+// error below HTTP; other errors are returned as they are. What to do is the
+// caller's to say: it retries the transfer.
+func downloadNetError(host string, err error) error {
+	if cause := netCause(err); cause != "" {
+		return &netError{subject: "download from " + host, cause: cause, err: err}
+	}
+	return err
+}
+
+// downloadBody names the host in the errors of reading an artifact's body.
+type downloadBody struct {
+	io.ReadCloser
+	host string
+}
+
+func (b *downloadBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = downloadNetError(b.host, err)
+	}
+	return n, err
 }

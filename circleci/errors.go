@@ -2,6 +2,7 @@ package circleci
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,13 +134,18 @@ func checkResponse(resp *http.Response, secret string) error {
 		e.Message = redact(errorMessage(resp.Header.Get("Content-Type"), body), secret)
 	}
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
+	// Blame the token only where it was sent: a storage host that refuses a
+	// signed URL (expired, or the object is gone) never saw it.
+	sent := resp.Request != nil && carriesToken(resp.Request)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && sent:
 		e.hint = "the CircleCI API token was rejected; create a new personal API token " +
 			"(CircleCI → User Settings → Personal API Tokens; project tokens do not work) " +
 			"and pass it with --token or $CIRCLE_TOKEN"
-	case http.StatusForbidden:
+	case resp.StatusCode == http.StatusForbidden && sent:
 		e.hint = "the token is not allowed to read this; check that its user can see the project"
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		e.hint = "the storage host refused the download (its signed URL may have expired, or the object is gone); a later run asks CircleCI for a fresh one"
 	}
 	return e
 }
@@ -301,4 +307,75 @@ func RetryAfter(err error) time.Duration {
 		return 0
 	}
 	return min(apiErr.RetryAfter, MaxRetryAfter)
+}
+
+// netError is a request that failed below HTTP (no connection, a reset, a
+// response cut short, a stall), said in one line that names the host: no
+// bare "EOF" or "read tcp …" reaches a user. It matches its cause
+// (errors.Is/As), so [IsRetryable] classifies it like the cause.
+type netError struct {
+	subject string // who failed: "CircleCI API at https://circleci.com", "download from host"
+	cause   string // what happened: "connection refused"
+	hint    string // what to do; may be empty
+	err     error
+}
+
+func (e *netError) Error() string {
+	s := e.subject + ": " + e.cause
+	if e.hint != "" {
+		s += "; " + e.hint
+	}
+	return s
+}
+
+func (e *netError) Unwrap() error { return e.err }
+
+// netCause says in a few words what went wrong with a request that failed
+// below HTTP, or returns "" for an error that is not such a failure
+// (cancellation among them, which the caller reports its own way).
+func netCause(err error) string {
+	var (
+		idle *idleError
+		dns  *net.DNSError
+		cert *tls.CertificateVerificationError
+		rec  tls.RecordHeaderError
+		op   *net.OpError
+		ne   net.Error
+	)
+	switch {
+	case err == nil, errors.Is(err, context.Canceled), isContextDeadline(err):
+		return ""
+	case errors.As(err, &idle):
+		return idle.cause()
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "the name " + dns.Name + " does not resolve"
+		}
+		return "looking up " + dns.Name + " failed (" + clean(dns.Err) + ")"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return "connection closed"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "no route to the host"
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return "connection timed out"
+	case errors.As(err, &cert):
+		return "its TLS certificate is not trusted (" + clean(cert.Err.Error()) + ")"
+	case errors.As(err, &rec):
+		return "it does not speak TLS (an http:// host given as https://?)"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed in the middle of a response"
+	case errors.Is(err, io.EOF):
+		return "connection closed before an answer"
+	case strings.Contains(err.Error(), "http2: server sent GOAWAY"), strings.Contains(err.Error(), "stream error"):
+		return "HTTP/2 connection dropped"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "no answer in time"
+	case errors.As(err, &op):
+		return "connection failed (" + clean(op.Err.Error()) + ")"
+	}
+	return ""
 }

@@ -83,9 +83,9 @@ func TestStatusHandling(t *testing.T) {
 		{name: "500 then ok", status: []int{500, 200}, body: `{"message":"Internal server error."}`, wantCalls: 2},
 		{name: "502 twice then ok", status: []int{502, 503, 200}, wantCalls: 3},
 		{name: "500 always", status: []int{500}, body: `{"message":"Internal server error."}`, wantCalls: 5,
-			wantText: []string{"500 Internal Server Error"}, retryable: true},
+			wantText: []string{"500 Internal Server Error", "gave up after 5 attempts", "run the same command again"}, retryable: true},
 		{name: "429 always", status: []int{429}, body: "Rate limited.", sentinel: ErrRateLimited, wantCalls: 5,
-			wantText: []string{"429 Too Many Requests (Rate limited.)"}, retryable: true},
+			wantText: []string{"429 Too Many Requests (Rate limited.)", "gave up after 5 attempts"}, retryable: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

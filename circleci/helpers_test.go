@@ -34,13 +34,13 @@ func newServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	return srv
 }
 
-// newClient returns a client for srv with fast retries.
+// newClient returns a client for srv with fast retries, at most 5 tries.
 func newClient(t *testing.T, srv *httptest.Server, mod ...func(*Config)) *Client {
 	t.Helper()
 	cfg := Config{
 		Host:  srv.URL + prefix,
 		Token: testToken,
-		Retry: RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
+		Retry: RetryPolicy{MaxAttempts: 5, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond},
 	}
 	for _, m := range mod {
 		m(&cfg)

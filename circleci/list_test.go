@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"net/http"
 	"net/url"
@@ -231,5 +232,87 @@ func TestLargePage(t *testing.T) {
 	}
 	if count != n {
 		t.Errorf("got %d artifacts, want %d", count, n)
+	}
+}
+
+// TestResponseLimits: a body larger than its limit is refused after reading
+// one byte past it, without a retry, with a line naming the host and the
+// limit; a body of exactly the limit is read.
+func TestResponseLimits(t *testing.T) {
+	pad := func(json string, size int) string { // pads with spaces inside the object
+		return json[:len(json)-1] + strings.Repeat(" ", size-len(json)) + "}"
+	}
+	me := `{"login":"me"}`
+	page := `{"items":[{"id":"w"}],"next_page_token":null}`
+	for _, tt := range []struct {
+		name string
+		body string
+		call func(*Client) error
+		fail bool
+	}{
+		{"object at the limit", pad(me, 1024), func(c *Client) error { _, err := c.Me(t.Context()); return err }, false},
+		{"object over the limit", pad(me, 1025), func(c *Client) error { _, err := c.Me(t.Context()); return err }, true},
+		{"page at the limit", pad(page, 4096), func(c *Client) error { return lastErr(c.Workflows(t.Context(), "p")) }, false},
+		{"page over the limit", pad(page, 4097), func(c *Client) error { return lastErr(c.Workflows(t.Context(), "p")) }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				io.WriteString(w, tt.body)
+			})
+			c := newClient(t, srv, func(cfg *Config) { cfg.Limits = Limits{ObjectBytes: 1024, PageBytes: 4096} })
+			err := tt.call(c)
+			if !tt.fail {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want := "CircleCI API at " + srv.URL + prefix + " sent more than"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "check that --host is the CircleCI API") {
+				t.Errorf("error = %v, want one containing %q", err, want)
+			}
+			if calls.Load() != 1 {
+				t.Errorf("%d requests, want 1: a body too large is not retried", calls.Load())
+			}
+		})
+	}
+}
+
+func lastErr[T any](seq iter.Seq2[T, error]) error {
+	var last error
+	for _, err := range seq {
+		if err != nil {
+			last = err
+		}
+	}
+	return last
+}
+
+// TestPageCapStopsAListing: a server that hands out a new page token with
+// every page is followed for Limits.Pages pages, then the listing stops with
+// an error saying so.
+func TestPageCapStopsAListing(t *testing.T) {
+	var calls atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		fmt.Fprintf(w, `{"items":[{"id":"w%d"}],"next_page_token":"t%d"}`, n, n)
+	})
+	c := newClient(t, srv, func(cfg *Config) { cfg.Limits.Pages = 7 })
+	var items int
+	var last error
+	for _, err := range c.Workflows(t.Context(), "p") {
+		if err != nil {
+			last = err
+			continue
+		}
+		items++
+	}
+	if items != 7 || calls.Load() != 7 {
+		t.Errorf("%d items in %d requests, want 7 and 7", items, calls.Load())
+	}
+	if last == nil || !strings.Contains(last.Error(), "sent more than 7 pages") {
+		t.Errorf("error = %v, want one about the page cap", last)
 	}
 }

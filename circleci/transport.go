@@ -80,7 +80,11 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-func (t *authTransport) wantsToken(req *http.Request) bool {
+func (t *authTransport) wantsToken(req *http.Request) bool { return carriesToken(req) }
+
+// carriesToken reports whether req is sent with the token: its context
+// scope matches its origin and every hop of its redirect chain stayed there.
+func carriesToken(req *http.Request) bool {
 	scope, ok := req.Context().Value(tokenScopeKey{}).(string)
 	if !ok || origin(req.URL) != scope {
 		return false
@@ -145,7 +149,7 @@ func (t *idleTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Context().Err() == nil && errors.As(err, &netErr) && netErr.Timeout()
 		cancel(nil)
 		if idle {
-			return nil, fmt.Errorf("%w: no response within %s", ErrIdleTimeout, t.d)
+			return nil, &idleError{d: t.d}
 		}
 		return nil, err
 	}
@@ -169,7 +173,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
 	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), errIdle) {
-		return n, fmt.Errorf("%w: no data received for %s", ErrIdleTimeout, b.d)
+		return n, &idleError{d: b.d, body: true}
 	}
 	return n, err
 }
@@ -179,6 +183,28 @@ func (b *idleBody) Close() error {
 	err := b.rc.Close()
 	b.once.Do(func() { b.cancel(nil) })
 	return err
+}
+
+// idleError is the error of a request abandoned by the idle timer; it
+// matches ErrIdleTimeout.
+type idleError struct {
+	d    time.Duration
+	body bool // in the middle of the body, not waiting for the answer
+}
+
+func (e *idleError) Error() string {
+	return "circleci: " + e.cause()
+}
+
+func (e *idleError) Is(target error) bool { return target == ErrIdleTimeout }
+
+// cause says what happened, for a one-line message, naming the timeout so
+// that a user finds --idle-timeout.
+func (e *idleError) cause() string {
+	if e.body {
+		return "idle timeout: no data for " + e.d.String() + " in the middle of a response"
+	}
+	return "idle timeout: no response within " + e.d.String()
 }
 
 // newTransport returns the default transport, tuned for many concurrent

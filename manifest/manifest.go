@@ -123,6 +123,14 @@ type Manifest struct {
 // is accepted whatever destination it is opened for.
 const SelfDestination = "."
 
+// NewRun names a run started at now: its UTC time and 8 random hex digits,
+// e.g. 20261130T052841Z-1a2b3c4d, which sorts by time and fits a file name.
+func NewRun(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
 // Open loads the manifest kept in st, or starts an empty one if st holds
 // none; nothing is written until something is recorded. Open fails with an
 // *Error if a file is corrupt (ErrCorrupt), of a newer format (ErrVersion)
@@ -136,9 +144,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Manifest, error) {
 		opts.Now = time.Now
 	}
 	if opts.Run == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		opts.Run = opts.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+		opts.Run = NewRun(opts.Now())
 	}
 	if len(opts.Run) > maxRunLen || !validName(opts.Run) || strings.HasPrefix(opts.Run, ".") {
 		return nil, fmt.Errorf("manifest: run name %q: use at most %d letters, digits, '.', '_' or '-'", opts.Run, maxRunLen)
@@ -349,10 +355,10 @@ func (m *Manifest) sorted() []Entry {
 // memory; a background flusher writes it to the store within
 // Options.FlushInterval (sooner when Options.FlushEntries records wait).
 //
-// Record returns an error if e is invalid (nothing is recorded), after
-// Close (ErrClosed), or if the last flush failed: then e is still kept and
-// will be written by the next flush that succeeds, but the caller should
-// treat the manifest as not being saved.
+// Record returns an error only if e is invalid (nothing is recorded) or
+// after Close (ErrClosed). A failed flush does not fail later records: what
+// it could not write stays pending for the next flush, and Flush and Close
+// report whether everything reached the store.
 func (m *Manifest) Record(e Entry) error {
 	if e.Completed.IsZero() {
 		e.Completed = m.opts.Now()
@@ -373,7 +379,7 @@ func (m *Manifest) Record(e Entry) error {
 	m.pending = append(m.pending, record{Entry: e})
 	m.dirty = true
 	m.startFlusher()
-	n, err := len(m.pending), m.err
+	n := len(m.pending)
 	m.mu.Unlock()
 	if n >= m.opts.FlushEntries {
 		select {
@@ -381,7 +387,7 @@ func (m *Manifest) Record(e Entry) error {
 		default:
 		}
 	}
-	return err
+	return nil
 }
 
 // Remove forgets the entry for id, if any, so that the artifact counts as

@@ -463,8 +463,9 @@ func TestFlushErrorSurfaces(t *testing.T) {
 	if !errors.As(err, &me) || !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "memory/journal-f-") {
 		t.Fatalf("Flush = %v, want an *Error naming the journal and wrapping the store's error", err)
 	}
-	if err := m.Record(b); !errors.Is(err, errInjected) {
-		t.Errorf("Record after a failed flush = %v, want the flush's error", err)
+	// A failed flush fails no later record: it stays pending.
+	if err := m.Record(b); err != nil {
+		t.Errorf("Record after a failed flush = %v, want nil", err)
 	}
 
 	st.failWrite.Store(false)
@@ -491,9 +492,12 @@ func TestBackgroundFlush(t *testing.T) {
 	st.failWrite.Store(true)
 	b := testEntry("bg", 2)
 	mustRecord(t, m, b)
-	waitFor(t, "Record to report the background failure", func() bool {
-		return errors.Is(m.Record(b), errInjected)
+	waitFor(t, "a background flush to fail", func() bool {
+		return errors.Is(m.Flush(t.Context()), errInjected)
 	})
+	if err := m.Record(b); err != nil {
+		t.Errorf("Record after a failed background flush = %v, want nil: the record waits for the next flush", err)
+	}
 	err := m.Close(t.Context())
 	if !errors.Is(err, errInjected) {
 		t.Errorf("Close with a failing store = %v, want the store's error", err)

@@ -3,7 +3,6 @@ package manifest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/artifact-sync/artifact-sync/manifest/durable"
 )
 
 // Store persists the manifest's files: a flat set of named files, each
@@ -46,7 +47,8 @@ type DirStore struct {
 	Dir string
 }
 
-// tempPrefix marks DirStore's temporary files; List leaves them out.
+// tempPrefix marks DirStore's temporary files (see durable.WriteFile);
+// List leaves them out.
 const tempPrefix = ".tmp-"
 
 // String implements Store.
@@ -80,38 +82,7 @@ func (d DirStore) WriteFile(ctx context.Context, name string, data []byte) (err 
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(d.Dir, tempPrefix+name+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return err
-	}
-	return syncDir(d.Dir)
+	return durable.WriteFile(p, data, 0o644)
 }
 
 // Remove implements Store.
@@ -148,21 +119,6 @@ func (d DirStore) List(ctx context.Context) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		// Some platforms cannot sync a directory; the rename is then as
-		// durable as the platform makes it.
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // MemStore is a Store in memory, for tests and dry runs. The zero value is

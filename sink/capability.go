@@ -41,6 +41,21 @@ type PartialInfo struct {
 	Total int64
 	// Validator is the PutOptions.Validator the write was given.
 	Validator string
+	// Spans are the written ranges, sorted, when the sink keeps ranges
+	// beyond Size (see RangeResumer); nil means just [0, Size).
+	Spans []Span
+}
+
+// RangeResumer is implemented by RangeWriters whose unfinished objects keep
+// the ranges written before a failure, a cancellation or a kill: Abort keeps
+// them, and so does a checkpoint while the object is written. Partial
+// reports them in Spans.
+type RangeResumer interface {
+	RangeWriter
+	// Reopen continues key's unfinished object of size bytes: the Pending it
+	// returns holds the spans Partial reports, and the caller writes the
+	// rest. opts.Size must be size and opts.Validator the source's.
+	Reopen(ctx context.Context, key string, size int64, opts PutOptions) (Pending, error)
 }
 
 // DefaultLockName is the lock name artifact-sync uses for a destination.

@@ -12,7 +12,8 @@
 // cancelled or the process dies. The local sink writes a temporary file
 // under DEST/.artifact-sync/tmp (same filesystem), fsyncs it, renames it
 // into place and fsyncs the directory; S3 makes an object visible only when
-// a PutObject or CompleteMultipartUpload succeeds.
+// a PutObject or CompleteMultipartUpload succeeds, and then checks it with
+// a HEAD (size and server checksum) before the Put counts as done.
 //
 // PutOptions.Size is checked: a stream that ends before Size bytes, or goes
 // on after them, makes Put fail (ErrShortStream, ErrLongStream) and leaves
@@ -30,22 +31,55 @@
 // Errors that retrying cannot fix (a full or read-only disk, permission
 // denied, a missing S3 bucket, rejected credentials, an invalid key) satisfy
 // IsPermanent, so the caller's single retry layer can stop at once. Sinks
-// never retry a streaming write themselves: the body cannot be rewound, so
-// the caller retries the whole transfer.
+// never retry a streaming write as a whole themselves: the stream cannot be
+// rewound, so the caller retries the whole transfer. What a sink holds in
+// memory can be sent again, so S3 lets the SDK retry each small object and
+// each part of a multipart upload.
 //
 // DEST/.artifact-sync/ (or <prefix>/.artifact-sync/ on S3) is reserved for
 // the tool's own state: temporary and partial files, the lock, the
-// manifest. List leaves it out unless the prefix asked for it.
+// manifest, the records of unfinished S3 multipart uploads. List leaves it
+// out unless the prefix asked for it.
+//
+// # Kept bytes and crash safety (Local)
+//
+// A large object's file moves from tmp/ to its key's slot in
+// DEST/.artifact-sync/partial/ at its first checkpoint, every 16 MiB
+// after that, and when a write fails or is cancelled. A checkpoint fsyncs
+// the file, then replaces the slot's description (written to a temporary
+// file, fsynced, renamed) with the spans written before that fsync began.
+// So at every instant a description names only bytes that are on disk:
+//
+//   - a kill or a power cut between two checkpoints loses at most what
+//     arrived since the last one; the description still tells the truth;
+//   - a file without a description (killed before its first checkpoint,
+//     or between moving a file and describing it) is never resumed, and
+//     the next lock holder deletes it; so is a description without a file;
+//   - before a resume truncates or overwrites a file, its description is
+//     first narrowed to what stays, so no crash can leave it naming bytes
+//     that were cut;
+//   - the final rename into place comes after an fsync of the whole file,
+//     and the manifest records the object only after that rename and an
+//     fsync of its folder.
+//
+// What the description does not prove is the version: the caller resumes
+// only when the source answers with the same validator (If-Range) and the
+// same total, and drops the kept bytes otherwise.
 //
 // # Optional abilities
 //
 // Abilities only some sinks have are small interfaces discovered by a type
 // assertion, as rclone does:
 //
-//   - Resumer: a Put that failed keeps the bytes it received, so a later
-//     run continues from there with PutFrom instead of starting over (Local,
-//     Memory).
+//   - Resumer: a Put that failed keeps the bytes it received, described
+//     with the object's declared size and the source's validator, so a
+//     later run continues from there with PutFrom instead of starting over
+//     (Local, Memory; S3 keeps the parts the server acknowledged, so it
+//     resumes at a part boundary).
+//   - RangeWriter and RangeResumer: an object of known size written in
+//     pieces over several connections; its written ranges survive an
+//     Abort, a kill or a power cut and are reopened with Reopen (Local).
 //   - Locker: a named, exclusive lease so two runs do not write the same
 //     destination at once (Local with flock(2), S3 with a conditional-write
-//     lease object, Memory).
+//     lease object on servers proven to enforce conditional writes, Memory).
 package sink

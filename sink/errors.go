@@ -15,6 +15,13 @@ var ErrShortStream = errors.New("stream shorter than declared size")
 // PutOptions.Size bytes.
 var ErrLongStream = errors.New("stream longer than declared size")
 
+// ErrPathConflict is matched by the error of a write whose way into the
+// destination is blocked for that key alone: a symbolic link or a file
+// where a folder is needed, or a folder where the file goes. It is not
+// permanent for the destination (other keys are fine), but retrying the
+// same key cannot fix it.
+var ErrPathConflict = errors.New("path conflict at the destination")
+
 // PermanentError marks an error that retrying the same operation cannot
 // fix: a full or read-only disk, permission denied, a missing bucket,
 // rejected credentials, an invalid key. Its message is that of Err.

@@ -4,23 +4,31 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"iter"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	stdsync "sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/artifact-sync/artifact-sync/manifest/durable"
 )
 
 // Local is a Sink that writes below a directory on the local filesystem.
+//
+// Every file operation goes through an os.Root opened on the directory, so
+// no key, and no symbolic link met on the way, reaches outside it. Folders
+// are checked as they are first used: a symbolic link, or a file where a
+// folder is needed, fails the write of that key with ErrPathConflict (the
+// link is never followed) instead of writing through it. Folders the sink
+// creates are made durable in their parents (see durable.MkdirAll).
 //
 // Put streams into a temporary file in DIR/.artifact-sync/tmp (the same
 // filesystem as the destination), hashing as it goes, then fsyncs it,
@@ -29,27 +37,39 @@ import (
 // and files with 0o644, both less the process umask.
 //
 // A write that fails or is cancelled keeps the bytes it received in
-// DIR/.artifact-sync/partial/<sha256 of the key> (with the source's
-// validator beside it) for Resumer.PutFrom; a stream longer than declared
-// keeps nothing. Lock uses flock(2) on DIR/.artifact-sync/<name>, which the
-// kernel releases when the process dies.
+// DIR/.artifact-sync/partial/<sha256 of the key>, described beside it
+// (see keptFile), for Resumer.PutFrom and RangeResumer.Reopen; a stream
+// longer than declared keeps nothing. Lock uses flock(2) (LockFileEx on
+// Windows) on DIR/.artifact-sync/<name>, which the kernel releases when
+// the process dies.
 //
 // Full disks, read-only filesystems, quota and permission errors are
 // permanent (IsPermanent) and name the path.
 type Local struct {
-	root string
+	dir  string   // the destination's absolute path, for messages
+	root destRoot // every file operation goes through it
+
+	mu   stdsync.Mutex
+	dirs map[string]bool // folders (slash paths below dir) checked or made this run
+
+	onSyncDir func(rel string) // tests: called after each folder sync
 
 	// partials says whether partial writes may exist, so that the many
 	// transfers of a run that has none (almost every run) skip the
 	// syscalls of looking for and removing them.
 	partials atomic.Int32 // partialsUnknown, partialsNone or partialsSome
-	tmpReady atomic.Bool  // DEST/.artifact-sync/tmp was created
 }
 
 const (
 	partialsUnknown = iota
 	partialsNone
 	partialsSome
+)
+
+// State folders, relative to the destination.
+const (
+	tmpDir     = stateDir + "/tmp"
+	partialDir = stateDir + "/partial"
 )
 
 // mayHavePartials reports whether a partial write may exist: false once the
@@ -62,13 +82,13 @@ func (l *Local) mayHavePartials() bool {
 		return true
 	}
 	var names []string
-	d, err := os.Open(l.stateDir("partial"))
+	d, err := l.root.Open(filepath.FromSlash(partialDir))
 	if err == nil {
 		names, _ = d.Readdirnames(1)
 		d.Close()
 	}
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(names) == 0) {
-		// Unless keepPartial stored one meanwhile.
+		// Unless a checkpoint stored one meanwhile.
 		l.partials.CompareAndSwap(partialsUnknown, partialsNone)
 		return l.partials.Load() != partialsNone
 	}
@@ -79,9 +99,10 @@ func (l *Local) mayHavePartials() bool {
 }
 
 var (
-	_ Sink    = (*Local)(nil)
-	_ Resumer = (*Local)(nil)
-	_ Locker  = (*Local)(nil)
+	_ Sink         = (*Local)(nil)
+	_ Resumer      = (*Local)(nil)
+	_ RangeResumer = (*Local)(nil)
+	_ Locker       = (*Local)(nil)
 )
 
 // NewLocal returns a sink writing below dir, creating dir if it does not
@@ -96,7 +117,7 @@ func NewLocal(dir string) (*Local, error) {
 	}
 	fi, err := os.Stat(abs)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(abs, 0o755); err != nil {
+		if err := durable.MkdirAll(abs, 0o755); err != nil {
 			return nil, localErr(fmt.Errorf("create destination directory: %w", err))
 		}
 		fi, err = os.Stat(abs)
@@ -107,19 +128,30 @@ func NewLocal(dir string) (*Local, error) {
 	if !fi.IsDir() {
 		return nil, &PermanentError{Err: fmt.Errorf("local destination %s is not a directory; pass a directory (or a path that does not exist yet) to --to", abs)}
 	}
-	return &Local{root: abs}, nil
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, localErr(fmt.Errorf("local destination: %w", err))
+	}
+	return &Local{dir: abs, root: destRoot{root, abs}, dirs: map[string]bool{}}, nil
 }
 
-func (l *Local) String() string { return l.root }
+func (l *Local) String() string { return l.dir }
 
-// path maps a valid key to its file.
-func (l *Local) path(key string) string { return filepath.Join(l.root, filepath.FromSlash(key)) }
+// path names a key's file in messages.
+func (l *Local) path(key string) string { return filepath.Join(l.dir, filepath.FromSlash(key)) }
 
-func (l *Local) stateDir(sub string) string { return filepath.Join(l.root, stateDir, sub) }
+// native turns a slash path below the destination into the form os.Root
+// takes.
+func native(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return filepath.FromSlash(rel)
+}
 
 // isInternal reports keys the local sink keeps for itself.
 func isInternal(key string) bool {
-	return strings.HasPrefix(key, stateDir+"/tmp/") || strings.HasPrefix(key, stateDir+"/partial/")
+	return strings.HasPrefix(key, tmpDir+"/") || strings.HasPrefix(key, partialDir+"/")
 }
 
 func (l *Local) checkKey(key string) error {
@@ -134,35 +166,104 @@ func (l *Local) checkKey(key string) error {
 
 // localErr marks errors that retrying cannot fix as permanent.
 func localErr(err error) error {
-	if err != nil && permanentOSError(err) && !IsPermanent(err) {
+	if err != nil && permanentOSError(err) && !IsPermanent(err) && !errors.Is(err, ErrPathConflict) {
 		return &PermanentError{Err: err}
 	}
 	return err
 }
 
-// newTemp creates an empty file in the tmp directory. O_EXCL with mode 0o644
-// lets the kernel apply the umask, unlike os.CreateTemp's 0o600.
-func (l *Local) newTemp() (*os.File, error) {
-	dir := l.stateDir("tmp")
-	for range 10 {
-		if !l.tmpReady.Load() {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, localErr(err)
-			}
-			l.tmpReady.Store(true)
+// conflict is the error of a key whose way in the destination is blocked.
+func (l *Local) conflict(rel, why string) error {
+	return fmt.Errorf("%w: %s %s", ErrPathConflict, l.path(rel), why)
+}
+
+// ensureDir makes sure rel (a slash path below the destination; "" is the
+// destination) is a real folder, creating it and its missing parents
+// durably. A symbolic link or a file on the way is an ErrPathConflict: it
+// is never followed or replaced. What was checked is remembered for the
+// run, so a folder costs its syscalls once.
+func (l *Local) ensureDir(rel string) error {
+	if rel == "" || rel == "." {
+		return nil
+	}
+	l.mu.Lock()
+	known := l.dirs[rel]
+	l.mu.Unlock()
+	if known {
+		return nil
+	}
+	parent := path.Dir(rel)
+	if parent == "." {
+		parent = ""
+	}
+	if err := l.ensureDir(parent); err != nil {
+		return err
+	}
+	fi, err := l.root.Lstat(native(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := l.root.Mkdir(native(rel), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return localErr(err)
 		}
-		name := filepath.Join(dir, rand.Text())
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err := l.syncDir(parent); err != nil {
+			return localErr(err)
+		}
+		fi, err = l.root.Lstat(native(rel))
+	}
+	switch {
+	case err != nil:
+		return localErr(err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return l.conflict(rel, "is a symbolic link; artifact-sync never follows links inside the destination: remove it")
+	case !fi.IsDir():
+		return l.conflict(rel, "is a file where a folder is needed")
+	}
+	l.mu.Lock()
+	l.dirs[rel] = true
+	l.mu.Unlock()
+	return nil
+}
+
+// forgetDir drops what ensureDir remembers of rel, after it vanished.
+func (l *Local) forgetDir(rel string) {
+	l.mu.Lock()
+	delete(l.dirs, rel)
+	l.mu.Unlock()
+}
+
+// syncDir makes the entries of folder rel durable.
+func (l *Local) syncDir(rel string) error {
+	d, err := l.root.Open(native(rel))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	err = durable.Sync(d)
+	if l.onSyncDir != nil && err == nil {
+		l.onSyncDir(rel)
+	}
+	return err
+}
+
+// newTemp creates an empty file in the tmp folder and returns it with its
+// slash path below the destination. O_EXCL with mode 0o644 lets the kernel
+// apply the umask, unlike os.CreateTemp's 0o600, and never follows a link.
+func (l *Local) newTemp() (*os.File, string, error) {
+	for range 10 {
+		if err := l.ensureDir(tmpDir); err != nil {
+			return nil, "", err
+		}
+		rel := tmpDir + "/" + rand.Text()
+		f, err := l.root.OpenFile(native(rel), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		switch {
 		case errors.Is(err, fs.ErrExist):
 			continue
 		case errors.Is(err, fs.ErrNotExist):
-			l.tmpReady.Store(false) // someone removed it: create it again
+			l.forgetDir(tmpDir) // someone removed it: create it again
 			continue
 		}
-		return f, localErr(err)
+		return f, rel, localErr(err)
 	}
-	return nil, fmt.Errorf("create temporary file in %s: too many collisions", dir)
+	return nil, "", fmt.Errorf("create temporary file in %s: too many collisions", l.path(tmpDir))
 }
 
 // Put implements Sink.
@@ -170,34 +271,33 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, opts PutOption
 	if err := l.checkKey(key); err != nil {
 		return Info{}, err
 	}
-	f, err := l.newTemp()
+	f, rel, err := l.newTemp()
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", l.path(key), err)
 	}
-	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, 0, nil), opts)
+	return l.write(ctx, l.newKept(key, f, rel, opts), newCheckedReader(ctx, r, opts.Size, 0, nil))
 }
 
-// write streams cr to the end of the temporary file f and commits it at key;
-// on failure it keeps what was written as key's partial.
-func (l *Local) write(ctx context.Context, key string, f *os.File, cr *checkedReader, opts PutOptions) (Info, error) {
-	dst := l.path(key)
-	info, err := l.commit(ctx, key, f, cr)
+// write streams cr to the end of k's file and commits it at its key; on
+// failure it keeps what was written as the key's partial.
+func (l *Local) write(ctx context.Context, k *keptFile, cr *checkedReader) (Info, error) {
+	dst := l.path(k.key)
+	w := &writebackWriter{k: k, kicked: cr.n, wrote: cr.n, saved: cr.n}
+	info, err := l.commit(ctx, k, w, cr)
 	if err == nil {
-		l.removePartial(key)
 		return info, nil
 	}
-	if errors.Is(err, ErrLongStream) || cr.n == 0 {
-		f.Close()
-		os.Remove(f.Name())
+	if errors.Is(err, ErrLongStream) {
+		k.discard()
 	} else {
-		l.keepPartial(key, f, opts)
+		k.keep(w.spans())
 	}
 	return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
 }
 
-func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedReader) (Info, error) {
+func (l *Local) commit(ctx context.Context, k *keptFile, w *writebackWriter, cr *checkedReader) (Info, error) {
 	buf := copyBuffers.Get().(*[]byte)
-	_, err := io.CopyBuffer(&writebackWriter{f: f, kicked: cr.n, wrote: cr.n}, cr, *buf)
+	_, err := io.CopyBuffer(w, cr, *buf)
 	copyBuffers.Put(buf)
 	if err != nil {
 		return Info{}, err
@@ -205,16 +305,19 @@ func (l *Local) commit(ctx context.Context, key string, f *os.File, cr *checkedR
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	fi, err := l.place(ctx, f, key)
+	fi, err := l.place(ctx, k)
 	if err != nil {
 		return Info{}, err
 	}
-	return Info{Key: key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
+	return Info{Key: k.key, Size: fi.Size(), SHA256: cr.sum(), ModTime: fi.ModTime()}, nil
 }
 
-// place makes the complete temporary file f durable and moves it to key:
-// fsync, rename into place, close, fsync the folder.
-func (l *Local) place(ctx context.Context, f *os.File, key string) (fs.FileInfo, error) {
+// place makes k's complete file durable and moves it to its key: fsync,
+// rename into place (into folders made durably), close, fsync the folder.
+// A key whose folder is a link or a file, or that is a folder itself, is an
+// ErrPathConflict of that key alone.
+func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
+	f := k.f
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
@@ -225,21 +328,26 @@ func (l *Local) place(ctx context.Context, f *os.File, key string) (fs.FileInfo,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Most keys go to folders that exist by now: create the folder only
-	// when the rename says it is missing.
-	dst := l.path(key)
-	err = os.Rename(f.Name(), dst)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return nil, err
-		}
-		err = os.Rename(f.Name(), dst)
+	dir := path.Dir(k.key)
+	if dir == "." {
+		dir = ""
 	}
-	if err != nil {
+	if err := l.ensureDir(dir); err != nil {
 		return nil, err
 	}
+	if err := l.root.Rename(native(k.path), native(k.key)); err != nil {
+		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
+			return nil, l.conflict(k.key, "is a folder, so the file cannot take its place")
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			l.forgetDir(dir) // removed behind our back: the next attempt makes it again
+		}
+		return nil, err
+	}
+	k.path = k.key
 	f.Close()
-	return fi, syncDir(filepath.Dir(dst))
+	k.placed()
+	return fi, l.syncDir(dir)
 }
 
 // copyBuffers are the buffers commit copies through: big enough that a
@@ -251,60 +359,43 @@ var copyBuffers = stdsync.Pool{New: func() any { b := make([]byte, 256<<10); ret
 // kernel to start writing it to disk.
 const writebackStep = 8 << 20
 
-// writebackWriter writes to the end of f and starts the disk writes of
-// every writebackStep bytes as they arrive, so that a large file's fsync
-// does not have to write it all at the end. It hides *os.File's ReadFrom,
-// so io.CopyBuffer uses our buffer and the checked reader sees every read.
+// writebackWriter writes to the end of a kept file and starts the disk
+// writes of every writebackStep bytes as they arrive, so that a large file's
+// fsync does not have to write it all at the end; every checkpointStep bytes
+// it checkpoints the file, so a kill keeps what arrived. It hides
+// *os.File's ReadFrom, so io.CopyBuffer uses our buffer and the checked
+// reader sees every read.
 type writebackWriter struct {
-	f             *os.File
-	kicked, wrote int64 // offsets: writeback started below kicked; written below wrote
+	k                    *keptFile
+	kicked, wrote, saved int64 // offsets: writeback started below kicked; written below wrote; checkpointed below saved
 }
 
 func (w *writebackWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	n, err := w.k.f.Write(p)
 	w.wrote += int64(n)
 	if w.wrote-w.kicked >= writebackStep {
-		startWriteback(w.f, w.kicked, w.wrote-w.kicked)
+		startWriteback(w.k.f, w.kicked, w.wrote-w.kicked)
 		w.kicked = w.wrote
+	}
+	if err == nil && w.wrote-w.saved >= checkpointStep {
+		err = w.k.checkpoint(w.spans())
+		w.saved = w.wrote
 	}
 	return n, err
 }
 
-type partialMeta struct {
-	Key       string `json:"key"`
-	Validator string `json:"validator"`
-	Total     int64  `json:"total"`
+// spans is what was written.
+func (w *writebackWriter) spans() []Span {
+	if w.wrote == 0 {
+		return nil
+	}
+	return []Span{{0, w.wrote}}
 }
 
-func (l *Local) partialPath(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(l.stateDir("partial"), hex.EncodeToString(sum[:]))
-}
-
-// keepPartial moves the temporary file f to key's partial slot, recording
-// the validator first. It is best effort: if it fails, the bytes are dropped.
-func (l *Local) keepPartial(key string, f *os.File, opts PutOptions) {
-	defer f.Close()
-	l.partials.Store(partialsSome)
-	p := l.partialPath(key)
-	meta, _ := json.Marshal(partialMeta{Key: key, Validator: opts.Validator, Total: opts.Size})
-	err := f.Sync()
-	if err == nil {
-		err = os.MkdirAll(filepath.Dir(p), 0o755)
-	}
-	if err == nil {
-		err = writeFileAtomic(l, p+".json", meta)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-}
-
-func writeFileAtomic(l *Local, path string, data []byte) error {
-	f, err := l.newTemp()
+// writeFileAtomic replaces the state file rel (a slash path below the
+// destination) with data: a synced temporary file renamed over it.
+func writeFileAtomic(l *Local, rel string, data []byte) error {
+	f, tmp, err := l.newTemp()
 	if err != nil {
 		return err
 	}
@@ -316,48 +407,12 @@ func writeFileAtomic(l *Local, path string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = l.root.Rename(native(tmp), native(rel))
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		l.root.Remove(native(tmp))
 	}
 	return err
-}
-
-func (l *Local) removePartial(key string) {
-	if !l.mayHavePartials() {
-		return
-	}
-	p := l.partialPath(key)
-	os.Remove(p)
-	os.Remove(p + ".json")
-}
-
-// Partial implements Resumer.
-func (l *Local) Partial(ctx context.Context, key string) (PartialInfo, error) {
-	if err := l.checkKey(key); err != nil {
-		return PartialInfo{}, err
-	}
-	if !l.mayHavePartials() {
-		return PartialInfo{}, nil
-	}
-	p := l.partialPath(key)
-	fi, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return PartialInfo{}, nil
-	}
-	if err != nil {
-		return PartialInfo{}, localErr(err)
-	}
-	meta := partialMeta{Total: -1}
-	if b, err := os.ReadFile(p + ".json"); err == nil {
-		_ = json.Unmarshal(b, &meta)
-	}
-	if meta.Key != key {
-		// Not described: nothing proves these bytes belong to any version.
-		meta = partialMeta{Total: -1}
-	}
-	return PartialInfo{Size: fi.Size(), Total: meta.Total, Validator: meta.Validator}, nil
 }
 
 // PutFrom implements Resumer.
@@ -370,68 +425,27 @@ func (l *Local) PutFrom(ctx context.Context, key string, off int64, r io.Reader,
 		l.removePartial(key)
 		return l.Put(ctx, key, r, opts)
 	}
-	f, err := l.claimPartial(key)
+	k, spans, err := l.claimPartial(key, off, opts)
 	if err != nil {
 		return Info{}, fmt.Errorf("resume %s: %w", dst, err)
 	}
+	if prefixOf(spans) < off {
+		k.keep(spans)
+		return Info{}, fmt.Errorf("resume %s: only %d bytes kept, cannot resume at byte %d", dst, prefixOf(spans), off)
+	}
 	h := sha256.New()
-	fi, err := f.Stat()
-	if err == nil && fi.Size() < off {
-		err = fmt.Errorf("only %d bytes kept, cannot resume at byte %d", fi.Size(), off)
+	err = k.f.Truncate(off)
+	if err == nil {
+		_, err = io.Copy(h, io.NewSectionReader(k.f, 0, off))
 	}
 	if err == nil {
-		err = f.Truncate(off)
-	}
-	if err == nil {
-		_, err = io.Copy(h, io.NewSectionReader(f, 0, off))
-	}
-	if err == nil {
-		_, err = f.Seek(off, io.SeekStart)
+		_, err = k.f.Seek(off, io.SeekStart)
 	}
 	if err != nil {
-		l.keepPartial(key, f, opts)
+		k.keep(spans)
 		return Info{}, localErr(fmt.Errorf("resume %s: %w", dst, err))
 	}
-	return l.write(ctx, key, f, newCheckedReader(ctx, r, opts.Size, off, h), opts)
-}
-
-// claimPartial moves key's partial into the tmp directory and opens it, so
-// two writers never append to the same file.
-func (l *Local) claimPartial(key string) (*os.File, error) {
-	dir := l.stateDir("tmp")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, localErr(err)
-	}
-	tmp := filepath.Join(dir, rand.Text())
-	if err := os.Rename(l.partialPath(key), tmp); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errors.New("no partial write to resume")
-		}
-		return nil, localErr(err)
-	}
-	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
-	if err != nil {
-		os.Remove(tmp)
-		return nil, localErr(err)
-	}
-	return f, nil
-}
-
-// DiscardPartial implements Resumer.
-func (l *Local) DiscardPartial(ctx context.Context, key string) error {
-	if err := l.checkKey(key); err != nil {
-		return err
-	}
-	if !l.mayHavePartials() {
-		return nil
-	}
-	p := l.partialPath(key)
-	for _, name := range []string{p, p + ".json"} {
-		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return localErr(err)
-		}
-	}
-	return nil
+	return l.write(ctx, k, newCheckedReader(ctx, r, opts.Size, off, h))
 }
 
 // notExist turns "a parent is a file" and "is a directory" into not-exist.
@@ -443,12 +457,12 @@ func notExist(op, key string, err error) error {
 }
 
 // Stat implements Sink. It reads only the file's metadata, so SHA256 is
-// empty.
+// empty. A symbolic link at the key is not an object.
 func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
 	if err := l.checkKey(key); err != nil {
 		return Info{}, err
 	}
-	fi, err := os.Stat(l.path(key))
+	fi, err := l.root.Lstat(native(key))
 	if err != nil {
 		return Info{}, notExist("stat", l.path(key), err)
 	}
@@ -463,7 +477,13 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := l.checkKey(key); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(l.path(key))
+	if fi, err := l.root.Lstat(native(key)); err != nil || !fi.Mode().IsRegular() {
+		if err == nil {
+			err = fs.ErrNotExist
+		}
+		return nil, notExist("open", l.path(key), err)
+	}
+	f, err := l.root.Open(native(key))
 	if err != nil {
 		return nil, notExist("open", l.path(key), err)
 	}
@@ -480,8 +500,7 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	if err := l.checkKey(key); err != nil {
 		return err
 	}
-	p := l.path(key)
-	fi, err := os.Lstat(p)
+	fi, err := l.root.Lstat(native(key))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return nil
@@ -491,49 +510,47 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	if fi.IsDir() {
 		return nil
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := l.root.Remove(native(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return localErr(err)
 	}
-	state := filepath.Join(l.root, stateDir)
-	for dir := filepath.Dir(p); dir != l.root && dir != state && strings.HasPrefix(dir, l.root); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
+	for dir := path.Dir(key); dir != "." && dir != stateDir; dir = path.Dir(dir) {
+		if l.root.Remove(native(dir)) != nil {
 			break
 		}
+		l.forgetDir(dir)
 	}
 	return nil
 }
 
 // List implements Sink. It walks only the directory the prefix names and
 // yields regular files; the tool's state directory is left out unless the
-// prefix lies in it.
+// prefix lies in it. Symbolic links are neither followed nor listed.
 func (l *Local) List(ctx context.Context, prefix string) iter.Seq2[Info, error] {
 	return func(yield func(Info, error) bool) {
-		start := l.root
+		start := "."
 		if i := strings.LastIndexByte(prefix, '/'); i > 0 && ValidKey(prefix[:i]) == nil {
-			start = l.path(prefix[:i])
+			start = prefix[:i]
 		}
 		inState := isReserved(prefix)
-		err := filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
+		err := fs.WalkDir(l.root.FS(), start, func(key string, d fs.DirEntry, err error) error {
 			if cerr := ctx.Err(); cerr != nil {
 				return cerr
 			}
 			if err != nil {
-				if path == start && errors.Is(err, fs.ErrNotExist) {
-					return filepath.SkipAll
+				if key == start && errors.Is(err, fs.ErrNotExist) {
+					return fs.SkipAll
 				}
-				if !yield(Info{}, err) {
-					return filepath.SkipAll
+				if !yield(Info{}, l.root.fix(err)) {
+					return fs.SkipAll
 				}
 				return nil
 			}
-			rel, rerr := filepath.Rel(l.root, path)
-			if rerr != nil || rel == "." {
+			if key == "." {
 				return nil
 			}
-			key := filepath.ToSlash(rel)
 			if d.IsDir() {
 				if (key == stateDir && !inState) || isInternal(key+"/") {
-					return filepath.SkipDir
+					return fs.SkipDir
 				}
 				return nil
 			}
@@ -545,25 +562,27 @@ func (l *Local) List(ctx context.Context, prefix string) iter.Seq2[Info, error] 
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil
 				}
-				if !yield(Info{}, err) {
-					return filepath.SkipAll
+				if !yield(Info{}, l.root.fix(err)) {
+					return fs.SkipAll
 				}
 				return nil
 			}
 			if !yield(Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil) {
-				return filepath.SkipAll
+				return fs.SkipAll
 			}
 			return nil
 		})
 		if err != nil {
-			yield(Info{}, localErr(err))
+			yield(Info{}, localErr(l.root.fix(err)))
 		}
 	}
 }
 
-// Lock implements Locker with flock(2) on DIR/.artifact-sync/<name>. The
-// holder and time are written into the file for the message others get. ttl
-// is ignored: the kernel drops the lock when the process dies.
+// Lock implements Locker with flock(2) (LockFileEx on Windows) on
+// DIR/.artifact-sync/<name>. The holder and time are written into the file
+// for the message others get. ttl is ignored: the kernel drops the lock
+// when the process dies. A lock file that is a link, or not a file, is
+// refused rather than followed.
 func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error) {
 	if err := validLockName(name); err != nil {
 		return nil, err
@@ -571,13 +590,21 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(l.root, stateDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := l.ensureDir(stateDir); err != nil {
+		return nil, &PermanentError{Err: fmt.Errorf("lock: %w", err)}
+	}
+	rel := stateDir + "/" + name
+	if fi, err := l.root.Lstat(native(rel)); err == nil && !fi.Mode().IsRegular() {
+		return nil, &PermanentError{Err: fmt.Errorf("lock: %s is not a regular file (a link?); remove it", l.path(rel))}
+	}
+	f, err := l.root.OpenFile(native(rel), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
 		return nil, localErr(fmt.Errorf("lock: %w", err))
 	}
-	lease, err := lockFile(filepath.Join(dir, name), name, holder)
+	lease, err := lockFile(f, l.path(rel), name, holder)
 	if err == nil && name == DefaultLockName {
 		l.removeStaleTemps()
+		l.cleanPartials()
 	}
 	return lease, err
 }
@@ -588,16 +615,22 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 // can be gigabytes). Partial writes kept for resuming live in partial/ and
 // stay.
 func (l *Local) removeStaleTemps() {
-	dir := l.stateDir("tmp")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			os.Remove(filepath.Join(dir, e.Name()))
+	for _, e := range l.readState(tmpDir) {
+		if e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0 {
+			l.root.Remove(native(tmpDir + "/" + e.Name()))
 		}
 	}
+}
+
+// readState lists a state folder; nothing if it cannot be read.
+func (l *Local) readState(rel string) []fs.DirEntry {
+	d, err := l.root.Open(native(rel))
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	entries, _ := d.ReadDir(-1)
+	return entries
 }
 
 // lockRecord is what a lock file or lease object says about its holder.

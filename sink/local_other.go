@@ -1,16 +1,16 @@
-//go:build !unix
+//go:build !unix && !windows
 
 package sink
 
 import (
 	"errors"
 	"io/fs"
+	"os"
 )
 
 func permanentOSError(err error) bool { return errors.Is(err, fs.ErrPermission) }
 
-func syncDir(dir string) error { return nil }
-
-func lockFile(path, name, holder string) (Lease, error) {
+func lockFile(f *os.File, path, name, holder string) (Lease, error) {
+	f.Close()
 	return nil, errors.ErrUnsupported
 }

@@ -105,13 +105,19 @@ func TestLocalLockRemovesStaleTemps(t *testing.T) {
 		}
 	}
 	stale := filepath.Join(tmp, "KILLEDRUNTEMPFILE")
-	kept := filepath.Join(partial, "0123abcd")
-	for _, f := range []string{stale, kept} {
+	// A file a killed run moved to partial/ but never described holds
+	// nothing a later run may trust.
+	orphan := filepath.Join(partial, "0123abcd")
+	for _, f := range []string{stale, orphan} {
 		if err := os.WriteFile(f, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	l, _ := sink.NewLocal(dir)
+	data := sinktest.Data(6, 4<<20)
+	if _, err := l.Put(t.Context(), "k/failed", io.MultiReader(bytes.NewReader(data[:3<<20]), &errAfter{err: io.ErrUnexpectedEOF}), sink.PutOptions{Size: 4 << 20, Validator: `"v"`}); err == nil {
+		t.Fatal("failing Put succeeded")
+	}
 	lease, err := l.Lock(t.Context(), sink.DefaultLockName, "second run", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +126,11 @@ func TestLocalLockRemovesStaleTemps(t *testing.T) {
 	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the killed run's temporary file is still there: %v", err)
 	}
-	if _, err := os.Stat(kept); err != nil {
-		t.Errorf("a partial write kept for resuming was removed: %v", err)
+	if _, err := os.Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an undescribed partial file is still there: %v", err)
+	}
+	if p, err := l.Partial(t.Context(), "k/failed"); err != nil || p.Size != 3<<20 {
+		t.Errorf("a partial write kept for resuming was removed: Partial = %+v, %v", p, err)
 	}
 }
 

@@ -31,7 +31,9 @@ type Pending interface {
 	// returns its Info with the SHA-256 of the whole content. The caller
 	// must have written every byte exactly once.
 	Commit(ctx context.Context) (Info, error)
-	// Abort drops the object; it is safe after Commit (then it does nothing).
+	// Abort gives the object up; it is safe after Commit (then it does
+	// nothing). A sink that implements RangeResumer keeps what was written
+	// for Reopen (DiscardPartial drops it); others drop it.
 	Abort() error
 }
 
@@ -40,7 +42,9 @@ type Pending interface {
 // is computed as the file fills: a goroutine hashes the written prefix of
 // the file (read back from the page cache) as soon as it grows, and starts
 // its writes to disk, so Commit is left with little to hash and to sync
-// when the pieces arrive roughly in order.
+// when the pieces arrive roughly in order. Every checkpointStep bytes the
+// written spans are made durable and described (see keptFile), so Abort,
+// a kill or a power cut keeps them for Reopen.
 func (l *Local) Create(ctx context.Context, key string, size int64, opts PutOptions) (Pending, error) {
 	if err := l.checkKey(key); err != nil {
 		return nil, err
@@ -48,24 +52,30 @@ func (l *Local) Create(ctx context.Context, key string, size int64, opts PutOpti
 	if size < 0 {
 		return nil, fmt.Errorf("create %s: size must be known", l.path(key))
 	}
-	f, err := l.newTemp()
+	opts.Size = size
+	f, rel, err := l.newTemp()
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", l.path(key), err)
 	}
+	k := l.newKept(key, f, rel, opts)
 	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		k.discard()
 		return nil, localErr(fmt.Errorf("create %s: %w", l.path(key), err))
 	}
-	p := &localPending{l: l, key: key, f: f, size: size, h: sha256.New(), hashed: make(chan struct{})}
+	return l.newPending(k, size, nil), nil
+}
+
+func (l *Local) newPending(k *keptFile, size int64, spans []Span) *localPending {
+	p := &localPending{l: l, key: k.key, k: k, f: k.f, size: size, spans: spans, h: sha256.New(), hashed: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	go p.hash()
-	return p, nil
+	return p
 }
 
 type localPending struct {
 	l    *Local
 	key  string
+	k    *keptFile
 	f    *os.File
 	size int64
 	once sync.Once
@@ -73,27 +83,34 @@ type localPending struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when the written prefix grows or on stop
-	spans   []span     // written ranges, sorted and merged
+	spans   []Span     // written ranges, sorted and merged
+	unsaved int64      // bytes written since the last checkpoint
 	stopped bool
 	h       hash.Hash
 	hashErr error
 	hashed  chan struct{} // closed when hash returns
 }
 
-// span is a written range [from, to).
-type span struct{ from, to int64 }
-
 func (p *localPending) WriteAt(b []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(b)) > p.size {
+	if off < 0 || int64(len(b)) > p.size-off {
 		return 0, fmt.Errorf("write %s: bytes %d-%d past the declared size %d", p.l.path(p.key), off, off+int64(len(b)), p.size)
 	}
 	n, err := p.f.WriteAt(b, off)
 	if n > 0 {
 		p.mu.Lock()
-		if p.add(span{off, off + int64(n)}) {
+		if p.add(Span{off, off + int64(n)}) {
 			p.cond.Signal()
 		}
+		p.unsaved += int64(n)
+		var spans []Span
+		if p.unsaved >= checkpointStep {
+			p.unsaved = 0
+			spans = slices.Clone(p.spans)
+		}
 		p.mu.Unlock()
+		if spans != nil && err == nil {
+			err = p.k.checkpoint(spans)
+		}
 	}
 	return n, localErr(err)
 }
@@ -101,30 +118,22 @@ func (p *localPending) WriteAt(b []byte, off int64) (int, error) {
 // add records s as written and reports whether the prefix [0, x) written
 // in full grew. Pieces are written front to back, so s almost always
 // extends a span's end.
-func (p *localPending) add(s span) bool {
-	before := p.prefix()
-	i := sort.Search(len(p.spans), func(i int) bool { return p.spans[i].to >= s.from })
+func (p *localPending) add(s Span) bool {
+	before := prefixOf(p.spans)
+	i := sort.Search(len(p.spans), func(i int) bool { return p.spans[i].To >= s.From })
 	switch {
-	case i < len(p.spans) && p.spans[i].from <= s.to:
-		p.spans[i].from = min(p.spans[i].from, s.from)
-		p.spans[i].to = max(p.spans[i].to, s.to)
+	case i < len(p.spans) && p.spans[i].From <= s.To:
+		p.spans[i].From = min(p.spans[i].From, s.From)
+		p.spans[i].To = max(p.spans[i].To, s.To)
 	default:
 		p.spans = slices.Insert(p.spans, i, s)
 	}
 	// Merge the grown span with those it now touches.
-	for i+1 < len(p.spans) && p.spans[i+1].from <= p.spans[i].to {
-		p.spans[i].to = max(p.spans[i].to, p.spans[i+1].to)
+	for i+1 < len(p.spans) && p.spans[i+1].From <= p.spans[i].To {
+		p.spans[i].To = max(p.spans[i].To, p.spans[i+1].To)
 		p.spans = slices.Delete(p.spans, i+1, i+2)
 	}
-	return p.prefix() > before
-}
-
-// prefix is how many bytes from the start are written.
-func (p *localPending) prefix() int64 {
-	if len(p.spans) == 0 || p.spans[0].from > 0 {
-		return 0
-	}
-	return p.spans[0].to
+	return prefixOf(p.spans) > before
 }
 
 // hash follows the written prefix to the end of the file, hashing it and
@@ -136,10 +145,10 @@ func (p *localPending) hash() {
 	var done, kicked int64
 	for done < p.size {
 		p.mu.Lock()
-		for p.prefix() <= done && !p.stopped {
+		for prefixOf(p.spans) <= done && !p.stopped {
 			p.cond.Wait()
 		}
-		end, stopped := p.prefix(), p.stopped
+		end, stopped := prefixOf(p.spans), p.stopped
 		p.mu.Unlock()
 		if stopped {
 			return
@@ -172,7 +181,7 @@ func (p *localPending) Commit(ctx context.Context) (Info, error) {
 		return Info{}, localErr(fmt.Errorf("put %s: %w", dst, err))
 	}
 	p.mu.Lock()
-	complete := p.prefix() == p.size
+	complete := prefixOf(p.spans) == p.size
 	p.mu.Unlock()
 	if !complete {
 		return fail(ErrShortStream)
@@ -185,23 +194,25 @@ func (p *localPending) Commit(ctx context.Context) (Info, error) {
 	if p.hashErr != nil {
 		return fail(p.hashErr)
 	}
-	fi, err := p.l.place(ctx, p.f, p.key)
+	fi, err := p.l.place(ctx, p.k)
 	if err != nil {
 		return fail(err)
 	}
 	p.done = true
-	p.l.removePartial(p.key)
 	return Info{Key: p.key, Size: p.size, SHA256: hex.EncodeToString(p.h.Sum(nil)), ModTime: fi.ModTime()}, nil
 }
 
+// Abort keeps what was written for Reopen.
 func (p *localPending) Abort() error {
 	if p.done {
 		return nil
 	}
 	p.once.Do(func() {
 		p.stop()
-		p.f.Close()
-		os.Remove(p.f.Name())
+		p.mu.Lock()
+		spans := slices.Clone(p.spans)
+		p.mu.Unlock()
+		p.k.keep(spans)
 	})
 	return nil
 }

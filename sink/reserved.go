@@ -5,9 +5,12 @@ import (
 	"strings"
 )
 
-// stateDir is the directory below the destination that holds the tool's own
-// state; see the package documentation.
-const stateDir = ".artifact-sync"
+// StateDir is the folder below the destination that holds the tool's own
+// state (manifest, lock, temporary and partial files); see the package
+// documentation.
+const StateDir = ".artifact-sync"
+
+const stateDir = StateDir
 
 // isReserved reports whether key (or a List prefix) lies in stateDir.
 func isReserved(key string) bool {

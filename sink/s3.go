@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -25,7 +27,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -40,8 +41,7 @@ const (
 	// DefaultS3MemoryLimit lets four multipart uploads with the default
 	// parts, or dozens of small objects, be buffered at once.
 	DefaultS3MemoryLimit = 256 << 20
-	minS3PartSize        = manager.MinUploadPartSize // 5 MiB, S3's minimum
-	maxS3CopySize        = 5 << 30                   // CopyObject's limit
+	minS3PartSize        = 5 << 20 // S3's minimum
 )
 
 // S3Config configures NewS3. Zero values mean the documented defaults.
@@ -71,6 +71,13 @@ type S3Config struct {
 	// (default DefaultS3MemoryLimit): a Put waits until its buffers fit.
 	// One Put is always let through, however much it needs.
 	MemoryLimit int64
+	// AbandonAfter is how long an unfinished multipart upload is kept for
+	// a later run to resume (default DefaultS3AbandonAfter); see
+	// TidyUploads.
+	AbandonAfter time.Duration
+	// NoLock makes Lock hand out a lease that holds nothing, for servers
+	// that do not enforce conditional writes (--s3-lock=none).
+	NoLock bool
 }
 
 // S3 is a Sink that writes objects below a prefix of an S3 bucket.
@@ -78,49 +85,72 @@ type S3Config struct {
 // Put streams objects of any size without a temporary file. It buffers up
 // to PartSize bytes; a stream that ends within that goes up in one
 // PutObject with an x-amz-checksum-sha256 the server verifies. A longer
-// stream becomes a multipart upload (the SDK's upload manager) with a
-// CRC32 checksum on every part, which the server verifies; a failed or
-// cancelled upload is aborted so no multipart upload is left open, and
-// nothing appears at the key until CompleteMultipartUpload succeeds.
+// stream becomes a multipart upload whose parts go up Concurrency at a
+// time, each with its CRC64NVME, and whose completion carries the whole
+// object's CRC64NVME (S3's full-object checksum type, computed as the bytes
+// stream), so a server that supports it checks the object end to end.
+// Nothing appears at the key until CompleteMultipartUpload succeeds. After
+// every upload one HEAD checks the object: a size, or a checksum the server
+// reports, that differs from what was sent deletes it and fails the Put
+// (ErrMismatch).
 //
-// Memory: one Put holds at most about (Concurrency+3) × PartSize bytes of
-// buffers: Concurrency parts in flight, the one being filled, the upload
-// manager's copy of the first part and, when PutOptions.Size is unknown,
-// the first part read to choose between PutObject and multipart (with a
-// known size above PartSize, (Concurrency+2) × PartSize). That is 56 MiB
-// with the defaults of 8 MiB × 4 (48 MiB for a known size) and 35 MiB with
-// the minimum 5 MiB × 4. Concurrent Puts each need their own, within
-// S3Config.MemoryLimit for all of them together. S3 allows
-// 10,000 parts, so an object of unknown size is limited to 10,000 ×
-// PartSize (78 GiB with the default); for a known larger size the parts,
-// and the memory, grow to fit.
+// Multipart uploads outlive a failed Put: the parts S3 acknowledged are
+// recorded under <prefix>/.artifact-sync/uploads/ with the SHA-256 and
+// CRC64NVME state at each part boundary, so Partial and PutFrom (Resumer)
+// continue the upload in a later attempt or run, checking the parts against
+// ListParts. A Put that fails before any part was acknowledged leaves
+// nothing; DiscardPartial aborts an upload; TidyUploads (run by Lock)
+// aborts what earlier runs abandoned.
 //
-// Objects carry the caller's PutOptions.Metadata and their SHA-256 as user
-// metadata (x-amz-meta-sha256), which Stat reports. S3 fixes metadata when
-// an upload starts, so a multipart object gets its sha256 afterwards by a
-// server-side CopyObject onto itself; if that fails, or the object is over
-// 5 GiB (CopyObject's limit), the object stays without it and Stat reports
-// no SHA256 (Put's Info still has it). Content-Type follows the key's
-// extension.
+// Memory: one Put holds at most (Concurrency+1) × PartSize bytes of part
+// buffers (fewer parts at once when a huge object needs parts so large that
+// they would not fit MemoryLimit), grown as bytes arrive. That is 40 MiB
+// with the defaults of 8 MiB × 4. Concurrent Puts each need their own,
+// within S3Config.MemoryLimit for all of them together; a Put of at most
+// 1 MiB, or of bytes already in memory (a *bytes.Reader or
+// *strings.Reader) that fit one PutObject, does not wait for the limit.
+// S3 allows 10,000 parts and 5 TiB, so an object of unknown size is limited
+// to 10,000 × PartSize (78 GiB with the default); for a known larger size
+// the parts grow to fit, and a declared size over 5 TiB is refused.
 //
-// The SDK's own retries are off for uploads, whose body cannot be
-// rewound: the caller retries a transfer as a whole. Small idempotent
-// calls (Head, Get, List, Delete) keep the SDK's retries.
+// Objects carry the caller's PutOptions.Metadata. A single-PUT object has
+// its SHA-256 as user metadata (x-amz-meta-sha256); S3 fixes metadata when a
+// multipart upload starts, before the hash is known, so a multipart object
+// gets it as an object tag ("sha256"), which does not rewrite the object.
+// Stat reports either. Content-Type follows the key's extension.
+//
+// Every body the sink sends is in memory (a part or a small object), so the
+// SDK's own retries stay on: a 503 SlowDown or a reset connection is
+// retried there, and the caller retries a transfer as a whole only when its
+// source failed.
 type S3 struct {
-	client      *s3.Client
-	uploader    *manager.Uploader
-	bucket      string
-	prefix      string // "" or ending in "/"
-	endpoint    string // for messages
-	partSize    int64
-	concurrency int
-	memLimit    int64
-	mem         *semaphore.Weighted // bytes of buffers Puts may hold
+	client       *s3.Client
+	bucket       string
+	prefix       string // "" or ending in "/"
+	endpoint     string // for messages
+	partSize     int64
+	concurrency  int
+	memLimit     int64
+	mem          *semaphore.Weighted // bytes of buffers Puts may hold
+	abandonAfter time.Duration
+	noLock       bool
+
+	noCRC64   atomic.Bool // the server refused CRC64NVME multipart uploads
+	noTagging atomic.Bool // the server does not do object tagging
+
+	stateMu   sync.Mutex
+	stateKeys map[string]bool // upload state objects; nil until listed
+
+	condMu  sync.Mutex // the verdict of probeConditionalWrites, once made:
+	cond    condWrites
+	condErr error
+	condOK  bool
 }
 
 var (
-	_ Sink   = (*S3)(nil)
-	_ Locker = (*S3)(nil)
+	_ Sink    = (*S3)(nil)
+	_ Locker  = (*S3)(nil)
+	_ Resumer = (*S3)(nil)
 )
 
 // ParseS3URL splits "s3://bucket/prefix" into its bucket and prefix (which
@@ -142,9 +172,6 @@ func ParseS3URL(s string) (bucket, prefix string, err error) {
 	}
 	return bucket, prefix, nil
 }
-
-// noRetry turns the SDK's retries off for one call.
-func noRetry(o *s3.Options) { o.Retryer = aws.NopRetryer{} }
 
 // NewS3 returns a sink for cfg.Bucket. It does not contact the server; call
 // Check to fail fast on a missing bucket, bad credentials or an unreachable
@@ -208,24 +235,23 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		endpoint = "the AWS S3 endpoint of region " + awsCfg.Region
 	}
 	s := &S3{
-		client:      client,
-		bucket:      cfg.Bucket,
-		prefix:      prefix,
-		endpoint:    endpoint,
-		partSize:    cfg.PartSize,
-		concurrency: cfg.Concurrency,
-		memLimit:    cfg.MemoryLimit,
+		client:       client,
+		bucket:       cfg.Bucket,
+		prefix:       prefix,
+		endpoint:     endpoint,
+		partSize:     cfg.PartSize,
+		concurrency:  cfg.Concurrency,
+		memLimit:     cfg.MemoryLimit,
+		abandonAfter: cfg.AbandonAfter,
+		noLock:       cfg.NoLock,
 	}
 	if s.memLimit <= 0 {
 		s.memLimit = DefaultS3MemoryLimit
 	}
+	if s.abandonAfter <= 0 {
+		s.abandonAfter = DefaultS3AbandonAfter
+	}
 	s.mem = semaphore.NewWeighted(s.memLimit)
-	s.uploader = manager.NewUploader(client, func(u *manager.Uploader) {
-		u.PartSize = cfg.PartSize
-		u.Concurrency = cfg.Concurrency
-		u.LeavePartsOnError = false
-		u.ClientOptions = append(u.ClientOptions, noRetry)
-	})
 	return s, nil
 }
 
@@ -400,58 +426,79 @@ func userMetadata(in map[string]string, sum string) map[string]string {
 	return out
 }
 
-// Put implements Sink.
+// Put implements Sink. It starts the object afresh: an unfinished upload
+// of key that an earlier Put left is aborted first.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Info, error) {
 	if err := ValidKey(key); err != nil {
 		return Info{}, err
 	}
+	if opts.Size > maxS3ObjectSize {
+		return Info{}, fmt.Errorf("put %s: the source declares %d bytes, more than the 5 TiB S3 allows in one object", s.url(key), opts.Size)
+	}
+	old, err := s.loadState(ctx, key)
+	if err == nil {
+		err = s.discard(ctx, key, old)
+	}
+	if err != nil {
+		return Info{}, err
+	}
 	cr := newCheckedReader(ctx, r, opts.Size, 0, nil)
-	// S3 allows 10,000 parts: a known size that needs more gets bigger
-	// parts (see putMultipart), and needs more memory.
-	part := max(s.partSize, (opts.Size+int64(manager.MaxUploadParts)-1)/int64(manager.MaxUploadParts))
-	multipart := int64(s.concurrency+3) * part
-	if opts.Size >= 0 && opts.Size > s.partSize {
-		held, err := s.reserve(ctx, key, multipart)
+	u := &upload{s: s, key: key, opts: opts, st: &uploadState{PartSize: s.partSizeFor(opts.Size)}}
+	if opts.Size > s.partSize {
+		held, err := s.reserve(ctx, u.memory())
 		if err != nil {
 			return Info{}, err
 		}
 		defer s.mem.Release(held)
-		return s.putMultipart(ctx, key, cr, cr, opts)
+		return s.putMultipart(ctx, u, cr, nil)
 	}
-	n := s.partSize + 1
-	want := multipart // it may turn out longer than a part
+	// Small, or of unknown size: read up to a part to find out which.
+	want := u.memory()
 	if opts.Size >= 0 {
-		n = opts.Size + 1
-		want = n
+		want = opts.Size + 1
 	}
-	held, err := s.reserve(ctx, key, want)
+	if inMemory(r) && want <= s.partSize+1 {
+		want = 0 // its bytes are in memory already
+	}
+	held, err := s.reserve(ctx, want)
 	if err != nil {
 		return Info{}, err
 	}
 	defer func() { s.mem.Release(held) }()
-	buf := make([]byte, n)
-	m, err := fill(cr, buf)
+	n := s.partSize
+	if opts.Size >= 0 {
+		n = opts.Size + 1 // one more, to see a stream longer than declared
+	}
+	buf, err := readPart(cr, nil, n)
 	switch {
-	case err == nil: // longer than a part, size unknown
-		return s.putMultipart(ctx, key, io.MultiReader(bytes.NewReader(buf[:m]), cr), cr, opts)
+	case err == nil: // a whole part, size unknown: there may be more
+		return s.putMultipart(ctx, u, cr, buf)
 	case err == io.EOF:
-		if held > n {
-			s.mem.Release(held - n)
-			held = n
+		if held > int64(len(buf)) {
+			s.mem.Release(held - int64(len(buf)))
+			held = int64(len(buf))
 		}
-		return s.putSingle(ctx, key, buf[:m], opts)
+		return s.putSingle(ctx, key, buf, opts)
 	default:
 		return Info{}, s.classify("put", key, err)
 	}
 }
 
+// inMemory reports whether r reads from bytes already in memory.
+func inMemory(r io.Reader) bool {
+	switch r.(type) {
+	case *bytes.Reader, *strings.Reader, *bytes.Buffer:
+		return true
+	}
+	return false
+}
+
 // reserve waits until n bytes of buffers fit in the memory limit (all of it,
-// if n is more) and returns how much it took. Small objects and the tool's
-// own state (the manifest, the lock) do not wait: their bytes are few or
-// already in memory, and queuing a journal write behind large uploads
+// if n is more) and returns how much it took. Small objects do not wait:
+// their bytes are few, and queuing a manifest write behind large uploads
 // would stall every transfer waiting for its record.
-func (s *S3) reserve(ctx context.Context, key string, n int64) (int64, error) {
-	if n <= smallPut || strings.HasPrefix(key, stateDir+"/") {
+func (s *S3) reserve(ctx context.Context, n int64) (int64, error) {
+	if n <= smallPut {
 		return 0, nil
 	}
 	n = min(n, s.memLimit)
@@ -465,88 +512,38 @@ func (s *S3) reserve(ctx context.Context, key string, n int64) (int64, error) {
 // the memory limit: at most 2 × -j of them are buffered at once.
 const smallPut = 1 << 20
 
-// fill reads into buf until it is full (nil error), the stream ends
-// (io.EOF) or fails. Unlike io.ReadFull it passes io.ErrUnexpectedEOF from
-// r through as the failure it is.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 func (s *S3) putSingle(ctx context.Context, key string, data []byte, opts PutOptions) (Info, error) {
 	sum := sha256.Sum256(data)
 	hexSum := hex.EncodeToString(sum[:])
+	b64Sum := base64.StdEncoding.EncodeToString(sum[:])
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:            aws.String(s.bucket),
 		Key:               aws.String(s.full(key)),
-		Body:              bytes.NewReader(data),
+		Body:              bytes.NewReader(data), // in memory: the SDK may retry
 		ContentLength:     aws.Int64(int64(len(data))),
 		ContentType:       aws.String(contentType(key)),
 		Metadata:          userMetadata(opts.Metadata, hexSum),
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
-		ChecksumSHA256:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
-	}, noRetry)
+		ChecksumSHA256:    aws.String(b64Sum),
+	})
 	if err != nil {
 		return Info{}, s.classify("put", key, err)
+	}
+	if err := s.checkObject(ctx, key, int64(len(data)), false, "", b64Sum); err != nil {
+		return Info{}, err
 	}
 	return Info{Key: key, Size: int64(len(data)), SHA256: hexSum, ModTime: time.Now()}, nil
 }
 
-// putMultipart uploads body (which ends with cr) with the upload manager,
-// then records the SHA-256 cr computed with a CopyObject onto itself.
-func (s *S3) putMultipart(ctx context.Context, key string, body io.Reader, cr *checkedReader, opts PutOptions) (Info, error) {
-	out, err := s.uploader.Upload(ctx, &s3.PutObjectInput{
-		Bucket:      aws.String(s.bucket),
-		Key:         aws.String(s.full(key)),
-		Body:        body,
-		ContentType: aws.String(contentType(key)),
-		Metadata:    userMetadata(opts.Metadata, ""),
-	}, func(u *manager.Uploader) {
-		// S3 allows 10,000 parts: a known size that needs more gets
-		// bigger parts (and more memory); an unknown one is limited to
-		// 10,000 × PartSize.
-		if need := (opts.Size + int64(manager.MaxUploadParts) - 1) / int64(manager.MaxUploadParts); need > u.PartSize {
-			u.PartSize = need
-		}
-	})
+// putMultipart starts a multipart upload for u and streams the object into
+// it; first, if not nil, is its first part, read already.
+func (s *S3) putMultipart(ctx context.Context, u *upload, cr *checkedReader, first []byte) (Info, error) {
+	st, err := s.start(ctx, u.key, u.opts)
 	if err != nil {
-		var mu manager.MultiUploadFailure
-		if errors.As(err, &mu) {
-			// The manager aborts with the caller's context, which is
-			// useless once it is cancelled; abort again on our own.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-				Bucket: aws.String(s.bucket), Key: aws.String(s.full(key)), UploadId: aws.String(mu.UploadID()),
-			})
-			cancel()
-		}
-		if cr.err != nil {
-			err = errors.Join(cr.err, err)
-			return Info{}, &s3Error{msg: fmt.Sprintf("put %s: %v", s.url(key), cr.err), errs: []error{err}}
-		}
-		return Info{}, s.classify("put", key, err)
+		return Info{}, err
 	}
-	info := Info{Key: key, Size: cr.n, SHA256: cr.sum(), ModTime: time.Now()}
-	if info.Size <= maxS3CopySize {
-		src := s.bucket + "/" + s.full(key)
-		s.client.CopyObject(ctx, &s3.CopyObjectInput{
-			Bucket:            aws.String(s.bucket),
-			Key:               aws.String(s.full(key)),
-			CopySource:        aws.String(url.PathEscape(src)),
-			CopySourceIfMatch: out.ETag,
-			MetadataDirective: types.MetadataDirectiveReplace,
-			ContentType:       aws.String(contentType(key)),
-			Metadata:          userMetadata(opts.Metadata, info.SHA256),
-		})
-	}
-	return info, nil
+	u.st = st
+	return u.run(ctx, cr, first)
 }
 
 // Stat implements Sink. SHA256 comes from the object's sha256 metadata.
@@ -558,11 +555,10 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, s.classify("stat", key, err)
 	}
-	info := Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}
-	if v := out.Metadata["sha256"]; len(v) == 64 {
-		if _, err := hex.DecodeString(v); err == nil {
-			info.SHA256 = strings.ToLower(v)
-		}
+	info := Info{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified),
+		SHA256: validSHA256(out.Metadata["sha256"])}
+	if info.SHA256 == "" && strings.Contains(aws.ToString(out.ETag), "-") {
+		info.SHA256 = s.sha256Tag(ctx, key) // a multipart object
 	}
 	return info, nil
 }

@@ -103,26 +103,61 @@ func TestS3Metadata(t *testing.T) {
 	}
 }
 
-// TestS3KilledWriter stops uploads midway (cancelled, failing source) and
-// checks the bucket: nothing at the key, no multipart upload left open.
+// TestS3KilledWriter stops uploads midway (cancelled, failing source):
+// nothing appears at the key, and the parts S3 acknowledged are kept for
+// the next run, which resumes from them (a new sink, as a new process has)
+// to the exact object and leaves no multipart upload open.
 func TestS3KilledWriter(t *testing.T) {
 	env := sinktest.NewS3Bucket(t)
 	s := env.NewS3(t, "")
 	data := sinktest.Data(4, 23<<20)
+	opts := sink.PutOptions{Size: int64(len(data)), Validator: `"v7"`}
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &cancelAfter{r: bytes.NewReader(data), after: 17 << 20, cancel: cancel}
-	if _, err := s.Put(ctx, "k/cancelled", r, sink.PutOptions{Size: -1}); !errors.Is(err, context.Canceled) {
+	if _, err := s.Put(ctx, "k/cancelled", r, opts); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled Put: %v", err)
 	}
 	failing := io.MultiReader(bytes.NewReader(data[:13<<20]), &errAfter{err: io.ErrUnexpectedEOF})
-	if _, err := s.Put(t.Context(), "k/failed", failing, sink.PutOptions{Size: int64(len(data))}); err == nil {
+	if _, err := s.Put(t.Context(), "k/failed", failing, opts); err == nil {
 		t.Errorf("failing Put succeeded")
 	}
 	if keys := sinktest.Keys(t, s, ""); len(keys) != 0 {
 		t.Errorf("bucket holds %q after killed writes", keys)
 	}
+	next := env.NewS3(t, "")
+	// The cancelled Put read its stream up to the end of the part in which
+	// the cancel came (20 MiB); the failed one, whole parts of 13 MiB.
+	for key, most := range map[string]int64{"k/cancelled": 20 << 20, "k/failed": 10 << 20} {
+		p, err := next.Partial(t.Context(), key)
+		if err != nil || p.Size == 0 || p.Size > most || p.Size%(5<<20) != 0 || p.Total != opts.Size || p.Validator != opts.Validator {
+			t.Fatalf("Partial(%s) in the next run = %+v, %v; want whole 5 MiB parts, at most %d bytes, total %d, validator %s", key, p, err, most, opts.Size, opts.Validator)
+		}
+		info, err := next.PutFrom(t.Context(), key, p.Size, bytes.NewReader(data[p.Size:]), opts)
+		if err != nil {
+			t.Fatalf("PutFrom(%s, %d): %v", key, p.Size, err)
+		}
+		sum := sha256.Sum256(data)
+		if info.SHA256 != hex.EncodeToString(sum[:]) || info.Size != int64(len(data)) {
+			t.Errorf("PutFrom(%s) = %+v, want the whole object's size and SHA-256", key, info)
+		}
+		rc, err := next.Open(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes read back, not what was put", key, len(got))
+		}
+		if st, err := next.Stat(t.Context(), key); err != nil || st.SHA256 != info.SHA256 {
+			t.Errorf("Stat(%s) = %+v, %v; want the SHA-256 (an object tag for a multipart object)", key, st, err)
+		}
+	}
 	if ups := env.OpenUploads(t); len(ups) != 0 {
 		t.Errorf("multipart uploads left open: %q", ups)
+	}
+	if keys := sinktest.Keys(t, s, ".artifact-sync/uploads/"); len(keys) != 0 {
+		t.Errorf("upload state left after the uploads completed: %q", keys)
 	}
 }
 
@@ -239,8 +274,9 @@ func TestS3LockTakeover(t *testing.T) {
 	}
 	select {
 	case <-lease.Lost():
-		if lease.Err() == nil {
-			t.Error("Lost closed but Err is nil")
+		var lost *sink.LostLockError
+		if err := lease.Err(); !errors.As(err, &lost) || !strings.Contains(err.Error(), "lost the lock on s3://"+env.Bucket+"/dest/.artifact-sync/lock: taken over by thief") {
+			t.Errorf("Err() = %v; want a *sink.LostLockError naming the new holder", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("lease not reported lost after being overwritten")

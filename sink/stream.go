@@ -40,8 +40,9 @@ func (c *checkedReader) read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	if c.size >= 0 && int64(len(p)) > c.size-c.n+1 {
-		// Never read more than one byte past the declared end.
+	if c.size >= 0 && c.size-c.n < int64(len(p))-1 {
+		// Never read more than one byte past the declared end (written so
+		// that no declared size, however large, overflows).
 		p = p[:c.size-c.n+1]
 	}
 	n, err := c.r.Read(p)

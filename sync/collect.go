@@ -1,10 +1,13 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	stdsync "sync"
 
 	"golang.org/x/sync/errgroup"
@@ -25,21 +28,59 @@ type Artifact struct {
 	noRanges bool // the server refused a range request for this artifact
 }
 
+// JobFailure is a job whose artifacts could not be listed.
+type JobFailure struct {
+	Job
+	Err error
+}
+
+// ListingError is returned by Collect when the artifact listings of some
+// jobs failed after retries: the artifacts of every other job were found.
+type ListingError struct {
+	Jobs []JobFailure
+}
+
+func (e *ListingError) Error() string {
+	var b strings.Builder
+	for i, f := range e.Jobs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "listing the artifacts of job %d (%s): %v", f.JobNumber, f.JobName, f.Err)
+	}
+	return b.String()
+}
+
 // Collect resolves sel in project slug and lists the artifacts of every
 // selected job, calling found for each artifact that passes --include and
 // --exclude. Jobs are listed concurrently (api bounds the requests in flight)
 // and found is called from one goroutine at a time, as soon as each listing
 // page arrives.
+//
+// A job whose listing fails stays with that job: Collect goes on with the
+// others and returns a *ListingError naming it. Only what makes every
+// listing pointless stops it: a rejected token, resolution errors,
+// cancellation.
 func Collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, log *slog.Logger, found func(Artifact)) ([]Skipped, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	var mu stdsync.Mutex
+	var failed []JobFailure
 	skipped, err := Resolve(gctx, api, slug, sel, log, func(j Job) {
 		g.Go(func() error {
 			for a, err := range api.Artifacts(gctx, slug, j.JobNumber) {
 				if err != nil {
-					return fmt.Errorf("artifacts of job %d (%s): %w", j.JobNumber, j.JobName, err)
+					if gctx.Err() != nil {
+						return gctx.Err()
+					}
+					if errors.Is(err, circleci.ErrUnauthorized) {
+						return fmt.Errorf("listing the artifacts of job %d (%s): %w", j.JobNumber, j.JobName, err)
+					}
+					mu.Lock()
+					failed = append(failed, JobFailure{Job: j, Err: err})
+					mu.Unlock()
+					return nil
 				}
 				if !sel.keepsPath(a.Path) {
 					continue
@@ -55,8 +96,18 @@ func Collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, l
 		cancel()
 	}
 	werr := g.Wait()
-	if err == nil || (errors.Is(err, context.Canceled) && werr != nil && !errors.Is(werr, context.Canceled)) {
+	// Each error keeps its own cause: resolution's first, else the first
+	// listing's that stopped the group, else the jobs that failed alone.
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
+	case werr != nil && !errors.Is(werr, context.Canceled):
 		err = werr
+	case err == nil && werr != nil:
+		err = werr
+	}
+	if err == nil && len(failed) > 0 {
+		slices.SortFunc(failed, func(a, b JobFailure) int { return cmp.Compare(a.JobNumber, b.JobNumber) })
+		err = &ListingError{Jobs: failed}
 	}
 	return skipped, err
 }

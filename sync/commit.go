@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"log/slog"
 	stdsync "sync"
 	"time"
 
@@ -17,14 +18,22 @@ import (
 // for it. A run killed at any instant thus leaves at most limit finished
 // transfers, besides those in flight, to fetch again, at the cost of one
 // journal write per limit transfers.
+//
+// A journal write that fails (a 503 from S3, a reset) stops nothing: its
+// records stay pending in the manifest, the run goes on, and the write is
+// tried again with backoff; only a manifest that cannot be closed at the
+// end fails the run.
 type committer struct {
 	man   *manifest.Manifest
 	limit uint64
+	log   *slog.Logger
 
 	mu       stdsync.Mutex
 	recorded uint64        // records made
 	durable  uint64        // records known to be in the store
 	flushing chan struct{} // closed when the journal write under way ends; nil if none
+	failures int           // journal writes failed in a row
+	retryAt  time.Time     // no journal write before then, after failures
 }
 
 // record records e and waits until at most limit records are not yet
@@ -53,6 +62,9 @@ func (c *committer) sync(ctx context.Context, n uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.durable < n {
+		if time.Now().Before(c.retryAt) {
+			return nil // the store is failing: the records wait in memory
+		}
 		if ch := c.flushing; ch != nil {
 			c.mu.Unlock()
 			<-ch
@@ -70,8 +82,13 @@ func (c *committer) sync(ctx context.Context, n uint64) error {
 		c.flushing = nil
 		close(ch)
 		if err != nil {
-			return err
+			c.failures++
+			wait := min(time.Second<<min(c.failures-1, 5), 30*time.Second)
+			c.retryAt = time.Now().Add(wait)
+			c.log.Warn("writing the manifest failed; the run goes on and tries again", "error", err, "retry_in", wait)
+			return nil
 		}
+		c.failures, c.retryAt = 0, time.Time{}
 		c.durable = max(c.durable, target)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/artifact-sync/artifact-sync/sink"
 )
 
 // DefaultLayout is where each artifact lands under the destination unless
@@ -63,7 +65,45 @@ func ParseLayout(s string) (*Layout, error) {
 	if !l.Uses("path") {
 		return nil, fmt.Errorf("--layout %q: must contain {path}, or every artifact of a job would land on one key", s)
 	}
+	if err := l.checkFixed(); err != nil {
+		return nil, fmt.Errorf("--layout %q: %w", s, err)
+	}
 	return l, nil
+}
+
+// checkFixed refuses, before any request, a layout whose fixed text would
+// send every artifact out of the destination or into the tool's own
+// folder: a leading '/', a '..' or '.' element, an empty element, or a
+// first element that is .artifact-sync. Placeholders stand for one safe
+// segment here; the values they take are checked per artifact.
+func (l *Layout) checkFixed() error {
+	var b strings.Builder
+	for _, p := range l.parts {
+		if p.name != "" {
+			b.WriteString("x")
+		} else {
+			b.WriteString(p.literal)
+		}
+	}
+	skel := b.String()
+	if strings.HasPrefix(skel, "/") {
+		return errors.New("starts with '/'; a layout is relative to --to: drop the leading '/'")
+	}
+	for _, elem := range strings.Split(skel, "/") {
+		switch elem {
+		case "..":
+			return errors.New("has a '..' element, which would leave --to; use a layout inside it, such as " + DefaultLayout)
+		case ".", "":
+			return errors.New("has an empty or '.' element; separate placeholders with single '/'")
+		}
+	}
+	if err := sink.ValidKey(skel); err != nil {
+		return err
+	}
+	if checkKey(skel) != nil {
+		return fmt.Errorf("puts artifacts in %s/, which artifact-sync keeps for itself; choose another first folder", StateDir)
+	}
+	return nil
 }
 
 func knownPlaceholder(name string) bool {

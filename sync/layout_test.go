@@ -47,6 +47,16 @@ func TestParseLayout(t *testing.T) {
 		{"{job_number}/{path", "unclosed"},
 		{"job}/{path}", "unmatched"},
 		{"{job_number}/{node_index}", "must contain {path}"},
+		// Layouts whose fixed text leaves DEST or reaches the tool's own
+		// folder are refused up front, not per artifact at run time.
+		{"/{job_number}/{node_index}/{path}", "starts with '/'"},
+		{"../{path}", "'..' element"},
+		{"{job_number}/../../{path}", "'..' element"},
+		{"./{path}", "'.' element"},
+		{"{job_number}//{path}", "empty"},
+		{".artifact-sync/{path}", "keeps for itself"},
+		{".Artifact-Sync./{job_number}/{path}", "keeps for itself"},
+		{"{path}/", "empty"},
 	} {
 		if _, err := ParseLayout(bad.in); err == nil || !strings.Contains(err.Error(), bad.err) {
 			t.Errorf("ParseLayout(%q) error = %v, want one containing %q", bad.in, err, bad.err)

@@ -16,7 +16,6 @@ import (
 	stdsync "sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
@@ -70,6 +69,13 @@ type PullOptions struct {
 	// RetryInitial and RetryMax shape the backoff between attempts of one
 	// artifact (defaults 1s and 30s); tests make them small.
 	RetryInitial, RetryMax time.Duration
+	// MaxStall is how long an artifact may fail without keeping a byte more
+	// before it counts as failed (DefaultMaxStall if 0). Retries bounds the
+	// attempts in a row that keep nothing more.
+	MaxStall time.Duration
+	// MaxArtifactSize fails, without a transfer, an artifact whose download
+	// declares more bytes (DefaultMaxArtifactSize if 0).
+	MaxArtifactSize int64
 
 	Log      *slog.Logger
 	Progress Progress  // nil: none
@@ -77,9 +83,11 @@ type PullOptions struct {
 	JSON     bool      // the dry-run plan as one JSON object per artifact
 }
 
-// Failure is one artifact that was not transferred.
+// Failure is one artifact that was not transferred, or one job whose
+// artifacts could not be listed (then Path is empty and JobName is set).
 type Failure struct {
 	JobNumber int64  `json:"job_number"`
+	JobName   string `json:"job_name,omitempty"`
 	NodeIndex int64  `json:"node_index"`
 	Path      string `json:"path"`
 	Error     string `json:"error"`
@@ -108,7 +116,7 @@ var ErrCollision = errors.New("layout puts two artifacts on one key")
 // Failures of single artifacts are counted in the summary, not returned; the
 // error is for what stops the run: usage, authentication, destination,
 // manifest and lock problems, and cancellation.
-func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *Selection, dest sink.Sink, opts PullOptions) (*Summary, error) {
+func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *Selection, dest sink.Sink, opts PullOptions) (_ *Summary, err error) {
 	start := time.Now()
 	e := &engine{api: api, dl: dl, dest: dest, opts: opts, log: opts.Log}
 	e.defaults()
@@ -118,20 +126,21 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	var lease sink.Lease
 	if locker, ok := dest.(sink.Locker); ok && !opts.DryRun {
-		l, err := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
-		if err != nil {
-			return sum, err
+		l, lockErr := locker.Lock(ctx, sink.DefaultLockName, holder(opts.Run), 2*time.Minute)
+		if lockErr != nil {
+			return sum, lockErr
 		}
 		lease = l
-		// A lease lost mid-run (another run took an expired S3 lock over)
-		// stops this one before it writes beside the new holder.
+		// A lease lost mid-run (taken over, or not renewable in time) stops
+		// this run before it writes beside the new holder: Pull returns the
+		// lease's reason, and what it did not finish counts as failed.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
 			select {
 			case <-lease.Lost():
-				cancel(fmt.Errorf("lost the lock on %s: %w", dest, lease.Err()))
+				cancel(lease.Err())
 			case <-ctx.Done():
 			}
 		}()
@@ -142,6 +151,18 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 				e.log.Warn("releasing the lock", "error", err)
 			}
 		}()
+		defer func() {
+			if lerr := lease.Err(); lerr != nil {
+				err = lerr // Pull's result
+				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+			}
+		}()
+		opts.Manifest = leaseManifest(dest, opts.Manifest, lease)
+		if t, ok := dest.(uploadTidier); ok {
+			if err := t.TidyUploads(ctx); err != nil {
+				e.log.Warn("cleaning up unfinished uploads that earlier runs left", "error", err)
+			}
+		}
 	}
 
 	store, recorded := manifestStore(dest, opts.Manifest)
@@ -152,9 +173,15 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		return sum, err
 	}
 	e.man = m
-	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency)}
+	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
 	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
+	if !opts.Force {
+		// What the destination holds is listed while the API resolves.
+		lctx, cancel := context.WithCancel(ctx)
+		e.present = e.listDest(lctx)
+		defer func() { cancel(); e.present() }()
+	}
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
@@ -163,11 +190,19 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	for _, msg := range sel.UnmatchedGlobs() {
 		e.log.Warn(msg)
 	}
+	var listing *ListingError
+	if errors.As(err, &listing) {
+		// Those jobs fail alone; a rerun lists them again.
+		for _, f := range listing.Jobs {
+			e.failJob(f)
+		}
+		err = nil
+	}
 	if err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
 	sortPtrs(arts)
-	todo, err := e.plan(arts)
+	todo, err := e.plan(ctx, arts)
 	if err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
@@ -206,6 +241,9 @@ type engine struct {
 	log  *slog.Logger
 
 	commits *committer // writes man's records in groups
+	// present waits for the listing of the destination (see listDest);
+	// nil with --force.
+	present func() (map[string]int64, error)
 
 	// downloads holds one token per response body being read: at most
 	// Concurrency at once. A transfer gives its token back as soon as the
@@ -246,6 +284,12 @@ func (e *engine) defaults() {
 	if e.opts.RetryMax <= 0 {
 		e.opts.RetryMax = 30 * time.Second
 	}
+	if e.opts.MaxStall <= 0 {
+		e.opts.MaxStall = DefaultMaxStall
+	}
+	if e.opts.MaxArtifactSize <= 0 {
+		e.opts.MaxArtifactSize = DefaultMaxArtifactSize
+	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -258,8 +302,11 @@ func (e *engine) defaults() {
 }
 
 // plan checks every artifact's path and key, refuses a layout that maps two
-// artifacts to one key, and returns what is still to transfer.
-func (e *engine) plan(arts []*Artifact) ([]*Artifact, error) {
+// artifacts to one key, and returns what is still to transfer: what the
+// manifest does not record, and what it records but the destination no
+// longer holds at its recorded size (one listing of the destination tells).
+func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error) {
+	var present map[string]int64 // key -> size at the destination; nil until needed
 	e.sum.Artifacts = len(arts)
 	owner := make(map[string]*Artifact, len(arts))
 	var todo []*Artifact
@@ -280,15 +327,102 @@ func (e *engine) plan(arts []*Artifact) ([]*Artifact, error) {
 				ErrCollision, prev.JobNumber, prev.NodeIndex, prev.Path, a.JobNumber, a.NodeIndex, a.Path, a.Key)
 		}
 		owner[a.Key] = a
+	}
+	// A key that is a folder of another key ("report" and "report/x") is a
+	// clash the build made and the user cannot fix: both fail, alone.
+	clash := map[*Artifact]*Artifact{}
+	for key, a := range owner {
+		for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
+			if other, ok := owner[key[:i]]; ok {
+				clash[a], clash[other] = other, a
+			}
+		}
+	}
+	for _, a := range arts {
+		if a.Key == "" {
+			continue
+		}
+		if other, ok := clash[a]; ok {
+			e.fail(a, fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key)))
+			a.Key = ""
+			continue
+		}
 		if !e.opts.Force {
 			if ent, ok := e.man.Lookup(manifestID(a)); ok && ent.Key == a.Key {
-				e.sum.Skipped++
-				continue
+				if present == nil {
+					var err error
+					if present, err = e.present(); err != nil {
+						return nil, err
+					}
+				}
+				if size, ok := present[a.Key]; ok && size == ent.Size {
+					e.sum.Skipped++
+					continue
+				}
+				e.log.Info("recorded artifact missing or resized at the destination; fetching it again", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path)
 			}
 		}
 		todo = append(todo, a)
 	}
 	return todo, nil
+}
+
+// nextSlash is the index of the next '/' in key after i, or -1.
+func nextSlash(key string, i int) int {
+	j := strings.IndexByte(key[i+1:], '/')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// listDest starts listing, in the background, the sizes of the objects
+// at the destination under the first folders of the keys the manifest
+// records, and returns a function that waits for the listing. The folders
+// are listed concurrently (few requests in flight), so on S3 ten thousand
+// recorded artifacts in ten jobs cost one round of page requests, not ten
+// pages one after the other; with no folders, or very many, the whole
+// destination is listed.
+func (e *engine) listDest(ctx context.Context) func() (map[string]int64, error) {
+	if e.man.Len() == 0 {
+		return func() (map[string]int64, error) { return map[string]int64{}, nil }
+	}
+	prefixes := map[string]bool{}
+	for ent := range e.man.Entries() {
+		first, _, ok := strings.Cut(ent.Key, "/")
+		if !ok || len(prefixes) > 1000 {
+			prefixes = map[string]bool{"": true}
+			break
+		}
+		prefixes[first+"/"] = true
+	}
+	var (
+		mu      stdsync.Mutex
+		present = make(map[string]int64, e.man.Len())
+		g       errgroup.Group
+	)
+	g.SetLimit(8)
+	for prefix := range prefixes {
+		g.Go(func() error {
+			for info, err := range e.dest.List(ctx, prefix) {
+				if err != nil {
+					return fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
+				}
+				mu.Lock()
+				present[info.Key] = info.Size
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	return stdsync.OnceValues(func() (map[string]int64, error) {
+		if err := <-done; err != nil {
+			return nil, err
+		}
+		return present, nil
+	})
 }
 
 // checkKey refuses keys the sink would refuse and keys inside the tool's own
@@ -317,6 +451,16 @@ func (e *engine) fail(a *Artifact, err error) {
 	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path, Error: err.Error()})
 	// Reported once, in the summary; as it happens only at -v.
 	e.log.Debug("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
+}
+
+// failJob counts a job whose artifacts could not be listed.
+func (e *engine) failJob(f JobFailure) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sum.Failed++
+	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: f.JobNumber, JobName: f.JobName, Error: "listing its artifacts: " + f.Err.Error()})
+	// Reported once, in the summary; as it happens only at -v.
+	e.log.Debug("job failed", "job", f.JobNumber, "name", f.JobName, "error", f.Err)
 }
 
 func (e *engine) printPlan(arts, todo []*Artifact) {
@@ -374,12 +518,6 @@ func (e *engine) refusal(a *Artifact) string {
 	return ""
 }
 
-// fatal marks errors that stop the whole run rather than one artifact.
-type fatal struct{ err error }
-
-func (f *fatal) Error() string { return f.err.Error() }
-func (f *fatal) Unwrap() error { return f.err }
-
 // transferAll runs the transfers with bounded workers. One artifact's failure
 // is counted; authentication, destination and cancellation errors stop the
 // group.
@@ -415,205 +553,6 @@ func (e *engine) transferAll(ctx context.Context, todo []*Artifact) error {
 		err = ctx.Err()
 	}
 	return err
-}
-
-// transfer moves one artifact, retrying the whole GET -> sink unit.
-func (e *engine) transfer(ctx context.Context, a *Artifact) error {
-	ra := &retryAfter{BackOff: e.newBackOff()}
-	b := backoff.WithContext(backoff.WithMaxRetries(ra, uint64(e.opts.Retries-1)), ctx)
-	attempt := 0
-	op := func() error {
-		attempt++
-		err := e.attempt(ctx, a)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return backoff.Permanent(ctx.Err())
-		}
-		var f *fatal
-		if errors.As(err, &f) || !retryable(err) {
-			return backoff.Permanent(err)
-		}
-		ra.after = circleci.RetryAfter(err)
-		e.log.Debug("transfer attempt failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "attempt", attempt, "error", err)
-		return err
-	}
-	err := backoff.Retry(op, b)
-	if err != nil && attempt > 1 && ctx.Err() == nil {
-		var f *fatal
-		if !errors.As(err, &f) {
-			err = fmt.Errorf("after %d attempts: %w", attempt, err)
-		}
-	}
-	return err
-}
-
-// newBackOff is the wait between attempts of one transfer.
-func (e *engine) newBackOff() backoff.BackOff {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     e.opts.RetryInitial,
-		RandomizationFactor: 0.3,
-		Multiplier:          2,
-		MaxInterval:         e.opts.RetryMax,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	b.Reset()
-	return b
-}
-
-// retryAfter waits at least as long as the server's Retry-After asked.
-type retryAfter struct {
-	backoff.BackOff
-	after time.Duration
-}
-
-func (r *retryAfter) NextBackOff() time.Duration {
-	d := r.BackOff.NextBackOff()
-	if d != backoff.Stop && r.after > d {
-		d = min(r.after, 5*time.Minute)
-	}
-	r.after = 0
-	return d
-}
-
-// attempt is one GET of the artifact streamed into the sink.
-func (e *engine) attempt(ctx context.Context, a *Artifact) error {
-	resumer, _ := e.dest.(sink.Resumer)
-	var off int64
-	var validator string
-	if resumer != nil {
-		p, err := resumer.Partial(ctx, a.Key)
-		if err == nil && p.Size > 0 {
-			off, validator = p.Size, p.Validator
-		}
-	}
-	select {
-	case e.downloads <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	done := stdsync.OnceFunc(func() { <-e.downloads })
-	defer done()
-	resp, err := e.dl.Download(ctx, a.URL, off, validator)
-	if err != nil {
-		e.opts.Progress.Size(a.Key, 0) // nothing comes from this attempt
-		if errors.Is(err, circleci.ErrUnauthorized) || errors.Is(err, circleci.ErrForbidden) {
-			return &fatal{fmt.Errorf("downloading job %d node %d %q: %w", a.JobNumber, a.NodeIndex, a.Path, err)}
-		}
-		return &sourceError{err}
-	}
-	defer resp.Body.Close()
-
-	size := resp.ContentLength
-	e.opts.Progress.Size(a.Key, size)
-	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
-	opts := sink.PutOptions{Size: size, Metadata: metadata(a), Validator: resp.Header.Get("ETag")}
-	var info sink.Info
-	switch {
-	case off > 0 && resp.StatusCode == http.StatusPartialContent && rangeStart(resp) == off:
-		if size >= 0 {
-			opts.Size = off + size
-		}
-		e.log.Debug("resuming", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "bytes", off)
-		info, err = resumer.PutFrom(ctx, a.Key, off, src, opts)
-	case resp.StatusCode == http.StatusPartialContent:
-		// A range we did not ask for, or not from where we asked: start over.
-		if resumer != nil {
-			_ = resumer.DiscardPartial(ctx, a.Key)
-		}
-		return &sourceError{fmt.Errorf("server answered a range request with %q; starting over", resp.Header.Get("Content-Range"))}
-	default:
-		if rw, rd, ok := e.multiStream(a, resp); ok {
-			info, err = e.fetchRanges(ctx, a, resp, rw, rd, opts)
-			if errors.Is(err, errRangesRefused) {
-				a.noRanges = true
-				e.log.Debug("ranges refused; fetching over one connection", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
-				return &sourceError{fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)}
-			}
-			break
-		}
-		info, err = e.dest.Put(ctx, a.Key, src, opts)
-	}
-	if err != nil {
-		if src.err != nil {
-			return &sourceError{src.err}
-		}
-		if sink.IsPermanent(err) {
-			return &fatal{err}
-		}
-		return err
-	}
-	if err := e.commits.record(ctx, manifest.Entry{
-		ID: manifestID(a), Key: a.Key, Size: info.Size, SHA256: info.SHA256,
-		ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"),
-	}); err != nil {
-		return &fatal{err}
-	}
-	e.mu.Lock()
-	e.sum.Transferred++
-	e.sum.Bytes += info.Size
-	e.mu.Unlock()
-	return nil
-}
-
-// sourceError marks a failure on the CircleCI side of a transfer.
-type sourceError struct{ err error }
-
-func (s *sourceError) Error() string { return s.err.Error() }
-func (s *sourceError) Unwrap() error { return s.err }
-
-func retryable(err error) bool {
-	var se *sourceError
-	if errors.As(err, &se) {
-		return circleci.IsRetryable(se.err) || errors.Is(se.err, io.ErrUnexpectedEOF)
-	}
-	// A sink error that is not permanent (a network hiccup to S3, a short
-	// stream) is worth another attempt.
-	return !sink.IsPermanent(err)
-}
-
-// sourceReader remembers the download's own read error, so a failed Put can
-// be blamed on the right side, and counts bytes for progress.
-type sourceReader struct {
-	r        io.Reader
-	err      error
-	progress Progress
-	done     func() // called once the body has ended, however it ended
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if n > 0 {
-		s.progress.AddBytes(int64(n))
-	}
-	if err != nil {
-		if err != io.EOF {
-			s.err = err
-		}
-		if s.done != nil {
-			s.done()
-		}
-	}
-	return n, err
-}
-
-func rangeStart(resp *http.Response) int64 {
-	cr := resp.Header.Get("Content-Range") // bytes START-END/TOTAL
-	rest, ok := strings.CutPrefix(cr, "bytes ")
-	if !ok {
-		return -1
-	}
-	startStr, _, ok := strings.Cut(rest, "-")
-	if !ok {
-		return -1
-	}
-	n, err := strconv.ParseInt(startStr, 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 // metadata records the artifact's source with the object where the sink can.

@@ -67,7 +67,7 @@ func newClient(t *testing.T, host string) *circleci.Client {
 	t.Helper()
 	c, err := circleci.New(circleci.Config{
 		Host: host, Token: token, IdleTimeout: 2 * time.Second,
-		Retry: circleci.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 10 * time.Millisecond},
+		Retry: circleci.RetryPolicy{MaxAttempts: 5, InitialInterval: time.Millisecond, MaxInterval: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/artifact-sync/artifact-sync/circleci"
 	"github.com/artifact-sync/artifact-sync/sink"
 )
 
@@ -50,6 +49,23 @@ func (e *engine) multiStream(a *Artifact, resp *http.Response) (sink.RangeWriter
 	return rw, rd, true
 }
 
+// rangeResume decides whether kept ranges of a, total bytes, should be
+// completed over several connections (the same conditions as multiStream).
+func (e *engine) rangeResume(a *Artifact, total int64) (sink.RangeResumer, RangeDownloader, bool) {
+	if e.opts.MultiThreadStreams < 2 || a.noRanges || total < e.opts.MultiThreadCutoff {
+		return nil, nil, false
+	}
+	rr, ok := e.dest.(sink.RangeResumer)
+	if !ok {
+		return nil, nil, false
+	}
+	rd, ok := e.dl.(RangeDownloader)
+	if !ok {
+		return nil, nil, false
+	}
+	return rr, rd, true
+}
+
 // errRangesRefused says a range request was answered with something else:
 // the server ignores ranges after all, or the file changed (If-Range). The
 // artifact is then fetched again over one connection.
@@ -61,38 +77,91 @@ type part struct {
 	done        int64 // bytes written so far
 }
 
-// fetchRanges downloads a of size bytes into a pending object over several
-// connections. The file is cut into chunks that the streams take in order,
-// each the next one not yet taken, so the file fills from the front (the
-// sink hashes and flushes its written prefix as it grows) and a slow
-// connection delays only its own chunk. The first chunk is read from resp,
-// the GET already under way; the others are fetched with If-Range on the
-// response's ETag, so a file that changes meanwhile is noticed instead of
-// stitched together. Each chunk is retried on its own, from where it
-// stopped.
+// fetchRanges downloads a, whose plain GET resp is under way, into a new
+// pending object over several connections.
 func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Response, rw sink.RangeWriter, rd RangeDownloader, opts sink.PutOptions) (sink.Info, error) {
-	size := resp.ContentLength
-	pending, err := rw.Create(ctx, a.Key, size, opts)
+	pending, err := rw.Create(ctx, a.Key, resp.ContentLength, opts)
 	if err != nil {
 		return sink.Info{}, err
 	}
-	defer pending.Abort()
+	return e.fill(ctx, a, pending, resp.ContentLength, nil, resp.Body, rd, opts.Validator)
+}
 
-	chunk := chunkSize(size, e.opts.MultiThreadStreams)
-	chunks := (size + chunk - 1) / chunk
-	streams := min(int64(e.opts.MultiThreadStreams), chunks)
-	validator := resp.Header.Get("ETag")
-	if validator == "" {
-		validator = resp.Header.Get("Last-Modified")
+// resumeRanges completes the kept ranges part of a; resp is under way with
+// the bytes from the first missing one on.
+func (e *engine) resumeRanges(ctx context.Context, a *Artifact, resp *http.Response, rr sink.RangeResumer, rd RangeDownloader, part sink.PartialInfo, opts sink.PutOptions) (sink.Info, error) {
+	pending, err := rr.Reopen(ctx, a.Key, part.Total, opts)
+	if err != nil {
+		return sink.Info{}, err
 	}
+	have := part.Spans
+	if have == nil {
+		have = []sink.Span{{From: 0, To: part.Size}}
+	}
+	return e.fill(ctx, a, pending, part.Total, have, resp.Body, rd, part.Validator)
+}
+
+// missingSpans is [0, size) less have (sorted and disjoint).
+func missingSpans(have []sink.Span, size int64) []sink.Span {
+	var out []sink.Span
+	var at int64
+	for _, h := range have {
+		if h.From > at {
+			out = append(out, sink.Span{From: at, To: h.From})
+		}
+		at = max(at, h.To)
+	}
+	if at < size {
+		out = append(out, sink.Span{From: at, To: size})
+	}
+	return out
+}
+
+// fill writes the bytes of pending (size bytes) that have lacks, then
+// commits it. body is a response under way with the bytes from the start of
+// the first missing span on. The missing spans are cut into chunks that the
+// streams take in order, each the next one not yet taken, so the file fills
+// from the front (the sink hashes and flushes its written prefix as it
+// grows) and a slow connection delays only its own chunk. Chunks other than
+// the first are fetched with If-Range on validator, so a file that changes
+// meanwhile is noticed instead of stitched together. Each chunk is retried
+// on its own, from where it stopped. On failure pending keeps what was
+// written (where the sink can), for the next attempt to resume.
+func (e *engine) fill(ctx context.Context, a *Artifact, pending sink.Pending, size int64, have []sink.Span, body io.ReadCloser, rd RangeDownloader, validator string) (sink.Info, error) {
+	defer pending.Abort()
+	missing := missingSpans(have, size)
+	if len(missing) == 0 {
+		body.Close()
+		return pending.Commit(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The first chunk reads the response already under way: closing it
+	// when the transfer ends early makes a Read blocked in it return.
+	stopBody := context.AfterFunc(ctx, func() { body.Close() })
+	defer stopBody()
 
 	// Measure the connection first: one that is already fast needs no
 	// help, and more streams would only cost CPU and requests.
-	first := &part{first: 0, last: chunk - 1}
-	fast, err := e.probe(resp.Body, first, pending)
+	head := &part{first: missing[0].From, last: missing[0].To - 1}
+	fast, err := e.probe(body, head, pending)
 	if err != nil {
 		return sink.Info{}, err
 	}
+	chunk := chunkSize(size, e.opts.MultiThreadStreams)
+	var parts []*part
+	for i, m := range missing {
+		from := m.From
+		if i == 0 {
+			// The probed bytes and a chunk more stay with the first.
+			from = min(m.To, m.From+head.done+chunk)
+			parts = append(parts, &part{first: m.From, last: from - 1, done: head.done})
+		}
+		for ; from < m.To; from += chunk {
+			parts = append(parts, &part{first: from, last: min(m.To, from+chunk) - 1})
+		}
+	}
+	streams := min(int64(e.opts.MultiThreadStreams), int64(len(parts)))
 	if !fast && streams > 1 {
 		// The streams beyond the first come from a budget all transfers
 		// share (as many as -j), so many large files at once do not open
@@ -103,35 +172,41 @@ func (e *engine) fetchRanges(ctx context.Context, a *Artifact, resp *http.Respon
 		streams = 1 + int64(helpers)
 	}
 	if fast || streams == 1 {
-		first.last = size - 1
-		if err := e.fetchPart(ctx, a, first, resp.Body, rd, pending, validator); err != nil {
-			return sink.Info{}, err
+		// One connection: the rest of the first missing span from body,
+		// then each other span with a request of its own.
+		head.last = missing[0].To - 1
+		spans := []*part{head}
+		for _, m := range missing[1:] {
+			spans = append(spans, &part{first: m.From, last: m.To - 1})
+		}
+		for i, p := range spans {
+			var b io.ReadCloser
+			if i == 0 {
+				b = body
+			}
+			if err := e.fetchPart(ctx, a, p, b, rd, pending, size, validator); err != nil {
+				return sink.Info{}, err
+			}
 		}
 		return pending.Commit(ctx)
 	}
 
 	var next atomic.Int64
-	next.Store(streams) // stream i starts with chunk i
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	next.Store(streams) // stream i starts with part i
 	var wg stdsync.WaitGroup
 	var mu stdsync.Mutex
 	var firstErr error
 	for i := range streams {
-		var body io.ReadCloser
+		var b io.ReadCloser
 		if i == 0 {
-			body = resp.Body
+			b = body
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for c := i; c < chunks && ctx.Err() == nil; c = next.Add(1) - 1 {
-				p := &part{first: c * chunk, last: min(size, (c+1)*chunk) - 1}
-				if c == 0 {
-					p = first
-				}
-				err := e.fetchPart(ctx, a, p, body, rd, pending, validator)
-				body = nil
+			for c := i; c < int64(len(parts)) && ctx.Err() == nil; c = next.Add(1) - 1 {
+				err := e.fetchPart(ctx, a, parts[c], b, rd, pending, size, validator)
+				b = nil
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -216,49 +291,65 @@ func chunkSize(size int64, streams int) int64 {
 	return min(max(size/int64(streams*8), 1<<20), 64<<20)
 }
 
-// fetchPart fills one range, starting with body when it is not nil, and
-// retries on its own with backoff from the last byte written.
-func (e *engine) fetchPart(ctx context.Context, a *Artifact, p *part, body io.ReadCloser, rd RangeDownloader, w io.WriterAt, validator string) error {
-	b := backoff.WithContext(backoff.WithMaxRetries(e.newBackOff(), uint64(e.opts.Retries-1)), ctx)
-	op := func() error {
-		if body == nil {
-			resp, err := rd.DownloadRange(ctx, a.URL, p.first+p.done, p.last, validator)
-			if err != nil {
-				if errors.Is(err, circleci.ErrUnauthorized) || errors.Is(err, circleci.ErrForbidden) {
-					return backoff.Permanent(&fatal{err})
-				}
-				if !circleci.IsRetryable(err) {
-					return backoff.Permanent(&sourceError{err})
-				}
-				return &sourceError{err}
-			}
-			if resp.StatusCode != http.StatusPartialContent || rangeStart(resp) != p.first+p.done {
-				resp.Body.Close()
-				return backoff.Permanent(&sourceError{fmt.Errorf("%w: asked for bytes %d-%d, got %d %q",
-					errRangesRefused, p.first+p.done, p.last, resp.StatusCode, resp.Header.Get("Content-Range"))})
-			}
-			body = resp.Body
-		}
-		defer func() { body.Close(); body = nil }()
-		want := p.last - p.first + 1 - p.done
-		src := &sourceReader{r: io.LimitReader(body, want), progress: e.opts.Progress}
-		n, err := io.Copy(io.NewOffsetWriter(w, p.first+p.done), src)
-		p.done += n
-		switch {
-		case src.err != nil:
-			if circleci.IsRetryable(src.err) || errors.Is(src.err, io.ErrUnexpectedEOF) {
-				return &sourceError{src.err}
-			}
-			return backoff.Permanent(&sourceError{src.err})
-		case err != nil: // the destination
-			if sink.IsPermanent(err) {
-				return backoff.Permanent(&fatal{err})
-			}
+// fetchPart fills one range of an artifact of size bytes, starting with
+// body when it is not nil, and retries on its own with backoff from the last
+// byte written; an attempt that wrote bytes renews its budget.
+func (e *engine) fetchPart(ctx context.Context, a *Artifact, p *part, body io.ReadCloser, rd RangeDownloader, w io.WriterAt, size int64, validator string) error {
+	bud := e.newBudget()
+	for {
+		err := e.fetchPartOnce(ctx, a, p, body, rd, w, size, validator)
+		body = nil
+		if err == nil || ctx.Err() != nil {
 			return err
-		case n < want:
-			return &sourceError{io.ErrUnexpectedEOF}
 		}
-		return nil
+		var f *fatal
+		var r *refusedError
+		if errors.As(err, &f) || errors.As(err, &r) || errors.Is(err, errRangesRefused) || !retryable(err) {
+			return err
+		}
+		bud.progress(p.done)
+		wait := bud.next(err)
+		if wait == backoff.Stop {
+			return err
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
 	}
-	return backoff.Retry(op, b)
+}
+
+// fetchPartOnce is one attempt of fetchPart.
+func (e *engine) fetchPartOnce(ctx context.Context, a *Artifact, p *part, body io.ReadCloser, rd RangeDownloader, w io.WriterAt, size int64, validator string) error {
+	if body == nil {
+		from := p.first + p.done
+		resp, err := rd.DownloadRange(ctx, a.URL, from, p.last, validator)
+		if err != nil {
+			return downloadError(err)
+		}
+		cr, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if resp.StatusCode != http.StatusPartialContent || !ok || cr.first != from || cr.last != p.last || cr.total != size ||
+			(resp.ContentLength >= 0 && resp.ContentLength != cr.last-cr.first+1) {
+			resp.Body.Close()
+			return &sourceError{fmt.Errorf("%w: asked for bytes %d-%d of %d, got %d %q",
+				errRangesRefused, from, p.last, size, resp.StatusCode, resp.Header.Get("Content-Range"))}
+		}
+		body = resp.Body
+	}
+	defer body.Close()
+	want := p.last - p.first + 1 - p.done
+	src := &sourceReader{r: io.LimitReader(body, want), progress: e.opts.Progress}
+	n, err := io.Copy(io.NewOffsetWriter(w, p.first+p.done), src)
+	p.done += n
+	switch {
+	case src.err != nil:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &sourceError{src.err}
+	case err != nil: // the destination
+		return e.sinkError(err)
+	case n < want:
+		return &sourceError{io.ErrUnexpectedEOF}
+	}
+	return nil
 }

@@ -121,7 +121,8 @@ type resolver struct {
 }
 
 // Resolve lists the jobs sel selects in project slug, calling yield for each
-// one as soon as it is known (from several goroutines, one at a time). Jobs
+// one as soon as it is known (from several goroutines, one at a time, and
+// never after Resolve has returned, whether it failed or not). Jobs
 // still running are passed over and returned in skipped so a later run picks
 // them up; approval jobs, which never have artifacts, are passed over silently.
 func Resolve(ctx context.Context, api API, slug circleci.Slug, sel *Selection, log *slog.Logger, yield func(Job)) (skipped []Skipped, err error) {
@@ -197,33 +198,44 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 			})
 		}
 	default:
-		branch := sel.Branch
-		if branch == "" {
-			p, err := r.api.Project(ctx, r.slug)
-			if err != nil {
-				return fmt.Errorf("project %s: %w", r.slug, err)
-			}
-			branch = p.VCSInfo.DefaultBranch
-			if branch == "" {
-				return fmt.Errorf("project %s reports no default branch: give --branch", r.slug)
-			}
-		}
-		k := max(sel.Pipelines, 1)
-		n := 0
-		for p, err := range r.api.Pipelines(ctx, r.slug, branch) {
-			if err != nil {
-				return fmt.Errorf("pipelines of %s on %s: %w", r.slug, branch, err)
-			}
-			r.pipeline(ctx, g, &p, emit)
-			if n++; n >= k {
-				break
-			}
-		}
-		if n == 0 {
-			r.log.Warn("no pipelines on branch", "project", r.slug.String(), "branch", branch)
-		}
+		// The listing runs in the group like every other lookup, so that
+		// its failure cancels the lookups already started and Resolve
+		// still waits for them: nothing calls yield after it returns.
+		g.Go(func() error { return r.branch(ctx, g, emit) })
 	}
 	return g.Wait()
+}
+
+// branch schedules the lookup of the newest pipelines on the selected branch
+// (the project's default branch when none is given).
+func (r *resolver) branch(ctx context.Context, g *errgroup.Group, emit func(Job)) error {
+	sel := r.sel
+	branch := sel.Branch
+	if branch == "" {
+		p, err := r.api.Project(ctx, r.slug)
+		if err != nil {
+			return fmt.Errorf("project %s: %w", r.slug, err)
+		}
+		branch = p.VCSInfo.DefaultBranch
+		if branch == "" {
+			return fmt.Errorf("project %s reports no default branch: give --branch", r.slug)
+		}
+	}
+	k := max(sel.Pipelines, 1)
+	n := 0
+	for p, err := range r.api.Pipelines(ctx, r.slug, branch) {
+		if err != nil {
+			return fmt.Errorf("pipelines of %s on %s: %w", r.slug, branch, err)
+		}
+		r.pipeline(ctx, g, &p, emit)
+		if n++; n >= k {
+			break
+		}
+	}
+	if n == 0 {
+		r.log.Warn("no pipelines on branch", "project", r.slug.String(), "branch", branch)
+	}
+	return nil
 }
 
 // pipeline schedules the lookup of every workflow of p.

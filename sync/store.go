@@ -13,7 +13,7 @@ import (
 
 // StateDir is the folder under the destination that holds everything the
 // tool keeps for itself: manifest, lock, partial files.
-const StateDir = ".artifact-sync"
+const StateDir = sink.StateDir
 
 // ManifestPrefix is where the manifest's files live under a destination
 // unless --manifest says otherwise.

@@ -51,7 +51,9 @@
 // [FaultFunc] set with [Server.SetFaults] decides per request whether to
 // answer an error status (with Retry-After), cut or truncate the body after
 // some bytes, stall or never answer; its decisions depend only on the request
-// and its attempt number, so runs are reproducible. Counters and a request
+// and its attempt number, so runs are reproducible. [Server.Outage] takes a
+// host away for a while, as a real outage does: its connections are refused
+// (nothing listens) or reset, the open ones included. Counters and a request
 // log ([Server.Requests], [Server.Downloads], [Server.PeakConcurrentDownloads]
 // and others) let a test assert on what the client did.
 //

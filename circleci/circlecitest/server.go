@@ -76,8 +76,7 @@ type Server struct {
 	seq      map[string]int
 	attempts map[string]int
 
-	servers   []*http.Server
-	listeners []net.Listener
+	hosts     []*listener
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -154,44 +153,191 @@ func (s *Server) listen(host string, h http.Handler) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("circlecitest: %w", err)
 	}
-	srv := &http.Server{
+	l := &listener{name: host, addr: ln.Addr().String(), conns: make(map[net.Conn]struct{})}
+	l.ln = &gateListener{Listener: ln, l: l}
+	l.srv = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
-		ConnState: func(_ net.Conn, state http.ConnState) {
-			if state == http.StateNew {
+		ConnState: func(c net.Conn, state http.ConnState) {
+			switch state {
+			case http.StateNew:
 				s.stats.connected(host)
+			case http.StateClosed, http.StateHijacked:
+				l.forget(c)
 			}
 		},
 	}
-	s.servers = append(s.servers, srv)
-	s.listeners = append(s.listeners, ln)
-	return "http://" + ln.Addr().String(), nil
+	s.hosts = append(s.hosts, l)
+	return "http://" + l.addr, nil
 }
 
 // serve starts serving every listener, once the Server's URLs are all set:
 // handlers read them.
 func (s *Server) serve() {
-	for i, srv := range s.servers {
-		ln := s.listeners[i]
+	for _, l := range s.hosts {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			srv.Serve(ln)
+			l.srv.Serve(l.ln)
 		}()
 	}
 }
 
-// Close stops the listeners and drops every connection, ending stalls and
-// hangs. It may be called more than once.
+// Close stops the listeners and drops every connection, ending stalls,
+// hangs and outages. It may be called more than once.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
-		for _, srv := range s.servers {
-			srv.Close()
+		for _, l := range s.hosts {
+			l.srv.Close()
 		}
 		s.wg.Wait()
 	})
+}
+
+// OutageKind is how a host fails during a [Server.Outage].
+type OutageKind int
+
+const (
+	// OutageRefuse closes the host's listening socket, so that connections
+	// are refused (ECONNREFUSED), as when a service or its load balancer is
+	// down.
+	OutageRefuse OutageKind = iota + 1
+	// OutageReset accepts connections and resets them (RST) before reading
+	// anything, as a proxy in front of a failing service can.
+	OutageReset
+)
+
+// Outage makes host (HostAPI, HostArtifacts or HostStorage) fail every
+// connection for d from now: the connections open at the start are reset,
+// and new ones are refused or reset as kind says. It returns at once; after
+// d the host serves again, at the same address. Requests that fail this way
+// never reach the handlers, so they are not counted or logged. A refusing
+// outage started while one is under way drops the open connections again
+// but ends when the first one does.
+func (s *Server) Outage(host string, kind OutageKind, d time.Duration) {
+	var l *listener
+	for _, h := range s.hosts {
+		if h.name == host {
+			l = h
+		}
+	}
+	if l == nil {
+		panic("circlecitest: Outage of unknown host " + strconv.Quote(host))
+	}
+	l.mu.Lock()
+	refuse := kind == OutageRefuse && !l.refusing
+	switch kind {
+	case OutageReset:
+		l.resetUntil = time.Now().Add(d)
+	case OutageRefuse:
+		if refuse {
+			l.refusing = true
+			l.ln.Close() // Serve returns; it is started again below
+		}
+	default:
+		l.mu.Unlock()
+		panic(fmt.Sprintf("circlecitest: unknown OutageKind %d", kind))
+	}
+	open := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		open = append(open, c)
+	}
+	l.mu.Unlock()
+	for _, c := range open {
+		reset(c)
+	}
+	if !refuse {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if !s.sleep(context.Background(), d) {
+			return // closed
+		}
+		ln, err := relisten(l.addr, s.closed)
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		l.ln = &gateListener{Listener: ln, l: l}
+		l.refusing = false
+		l.mu.Unlock()
+		l.srv.Serve(l.ln)
+	}()
+}
+
+// relisten listens on addr again, waiting out a port that is not free yet.
+func relisten(addr string, closed <-chan struct{}) (net.Listener, error) {
+	for i := 0; ; i++ {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil || i == 100 {
+			return ln, err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-closed:
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// reset closes c with an RST rather than a FIN.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// listener is one of the Server's hosts: its HTTP server, its socket and its
+// open connections, which an outage closes or resets.
+type listener struct {
+	name string
+	addr string
+	srv  *http.Server
+
+	mu         sync.Mutex
+	ln         net.Listener
+	refusing   bool
+	resetUntil time.Time
+	conns      map[net.Conn]struct{}
+}
+
+func (l *listener) forget(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+}
+
+// gateListener tracks the connections it accepts, and resets them during an
+// outage.
+type gateListener struct {
+	net.Listener
+	l *listener
+}
+
+func (g *gateListener) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		// Tracked here, under the lock an outage takes, so that no
+		// connection slips between an outage's start and its tracking.
+		g.l.mu.Lock()
+		down := g.l.refusing || time.Now().Before(g.l.resetUntil)
+		if !down {
+			g.l.conns[c] = struct{}{}
+		}
+		g.l.mu.Unlock()
+		if !down {
+			return c, nil
+		}
+		reset(c)
+	}
 }
 
 // World returns the World the Server serves.

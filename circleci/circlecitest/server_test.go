@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -739,5 +740,61 @@ func TestWorldChangesWhileServing(t *testing.T) {
 	_, body := do(t, newReq(t, srv.URL+"/api/v2/project/gh/acme/widgets/pipeline/30", "Circle-Token", token))
 	if !bytes.Contains(body, []byte(`"number":30`)) {
 		t.Errorf("pipeline 30: %s", body)
+	}
+}
+
+// TestOutage: during an outage the host refuses or resets every connection,
+// including one kept alive from before; afterwards it serves again at the
+// same address.
+func TestOutage(t *testing.T) {
+	for _, tt := range []struct {
+		kind circlecitest.OutageKind
+		want syscall.Errno
+	}{
+		{circlecitest.OutageRefuse, syscall.ECONNREFUSED},
+		{circlecitest.OutageReset, syscall.ECONNRESET},
+	} {
+		t.Run(tt.want.Error(), func(t *testing.T) {
+			w, _ := smallWorld()
+			srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+			hc := &http.Client{Transport: &http.Transport{}}
+			me := func() error {
+				req := newReq(t, srv.URL+"/api/v2/me", "Circle-Token", token)
+				resp, err := hc.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				_, err = io.ReadAll(resp.Body)
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				return err
+			}
+			if err := me(); err != nil { // leaves a connection kept alive
+				t.Fatal(err)
+			}
+			const d = 500 * time.Millisecond
+			start := time.Now()
+			srv.Outage(circlecitest.HostAPI, tt.kind, d)
+			// The kept-alive connection is gone too: net/http retries a
+			// GET that failed on a reused connection on a new one, so the
+			// error is the new connection's.
+			err := me()
+			if time.Since(start) < d && !errors.Is(err, tt.want) {
+				t.Errorf("during the outage: %v, want %v", err, tt.want)
+			}
+			if _, err := http.Get(srv.ArtifactURL + "/"); err != nil {
+				t.Errorf("the artifact host is down too: %v", err)
+			}
+			time.Sleep(time.Until(start.Add(d)))
+			deadline := time.Now().Add(10 * time.Second)
+			for err := me(); err != nil; err = me() {
+				if time.Now().After(deadline) {
+					t.Fatalf("still failing after the outage: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !windows
+
+package durable
+
+const syncDirUnsupported = false

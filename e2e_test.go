@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := sinktest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

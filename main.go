@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,7 +27,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
 	"github.com/artifact-sync/artifact-sync/manifest"
@@ -41,9 +43,22 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel() // the run stops, records what finished and releases the lock
+		<-sigs
+		// A second signal while that waits (a slow manifest write, a lock
+		// release, multipart aborts) exits at once, as restic and rclone
+		// do. The manifest is crash-safe: what it durably recorded counts
+		// and the rest is fetched again.
+		fmt.Fprintln(os.Stderr, "\nartifact-sync: interrupted again: stopped at once; what was recorded is kept: run the same command again to resume")
+		os.Exit(exitInterrupted)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
-	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
 }
 
@@ -64,11 +79,14 @@ func (f failedError) Error() string { return f.msg }
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	args           []string // as given, for the command that resumes a run
 
 	token, host    string
 	verbose, quiet bool
+	logFormat      string
 	asJSON         bool
 	log            *slog.Logger
+	screen         *ccsync.Screen
 
 	sel      ccsync.Selection
 	jobs     []string
@@ -88,10 +106,12 @@ type app struct {
 	s3       sink.S3Config
 	s3Lock   string
 	download bool
+
+	verifying bool // verify: a destination must exist already
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, args: args}
 	root := a.commands()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -119,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		// A full, read-only or forbidden directory.
 		msg += "; fix the destination, then run the same command again to resume"
 	}
-	fmt.Fprintln(stderr, "artifact-sync: "+msg)
+	fmt.Fprintln(stderr, "artifact-sync: "+ccsync.Printable(msg))
 	return code
 }
 
@@ -155,7 +175,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitFailed
 	case errors.As(err, &ue), errors.As(err, &le), errors.As(err, new(*sink.LostLockError)),
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
-		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound),
+		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound), isBadRequest(err),
 		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
 		errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrDestination),
 		// An unusable destination, whether found at the start (read-only,
@@ -168,6 +188,12 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	}
 	return exitFailed
+}
+
+// isBadRequest reports a 400 from the API: it refused what the user gave.
+func isBadRequest(err error) bool {
+	var ce *circleci.Error
+	return errors.As(err, &ce) && ce.StatusCode == http.StatusBadRequest
 }
 
 func (a *app) commands() *cobra.Command {
@@ -184,24 +210,128 @@ interrupted or repeated run resumes instead of starting over.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.setup,
+		Version:           version(),
 	}
+	root.SetVersionTemplate("artifact-sync {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		msg := err.Error()
 		if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+			if other := commandWithFlag(root, name); other != "" {
+				return usagef("--%s belongs to '%s', not '%s' (see '%s --help')", name, other, c.CommandPath(), c.CommandPath())
+			}
 			if s := nearestFlag(c, name); s != "" {
 				msg += fmt.Sprintf("; did you mean --%s?", s)
 			}
 		}
 		return usagef("%s (see '%s --help')", msg, c.CommandPath())
 	})
-	pf := root.PersistentFlags()
-	pf.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
-	pf.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
-	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
-	pf.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
-
+	root.Flags().Bool("version", false, "print the version (the same as 'artifact-sync version')")
+	root.SetUsageFunc(usage)
+	a.globalFlags(root)
 	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd())
+	for _, c := range root.Commands() {
+		c.DisableFlagsInUseLine = true // the Use lines name their flags
+		c.Flags().SortFlags = false
+	}
 	return root
+}
+
+// globalFlags may come before or after the command (artifact-sync -q pull
+// ...); each command's help lists only those that mean something to it.
+func (a *app) globalFlags(root *cobra.Command) {
+	f := root.PersistentFlags()
+	f.StringVar(&a.token, "token", "", "personal API token (default $CIRCLE_TOKEN, then $CIRCLECI_TOKEN, then $CIRCLECI_CLI_TOKEN, then token in ~/.circleci/cli.yml)")
+	f.StringVar(&a.host, "host", "", "CircleCI host; requests go to <host>/api/v2 (default $CIRCLECI_HOST, then $CIRCLECI_CLI_HOST, then https://circleci.com)")
+	f.BoolVarP(&a.verbose, "verbose", "v", false, "more logging on stderr")
+	f.BoolVarP(&a.quiet, "quiet", "q", false, "less logging on stderr: warnings and errors only")
+	f.StringVar(&a.logFormat, "log-format", "", "how log lines on stderr are written: text (short sentences) or json (default: text on a terminal, key=value otherwise)")
+}
+
+// meaningful reports whether the global flag name means something to c:
+// the API's to list and pull, logging to them and verify.
+func meaningful(c *cobra.Command, name string) bool {
+	switch name {
+	case "token", "host":
+		return !c.HasParent() || c.Name() == "list" || c.Name() == "pull"
+	case "verbose", "quiet", "log-format":
+		return !c.HasParent() || c.Name() == "list" || c.Name() == "pull" || c.Name() == "verify"
+	}
+	return true
+}
+
+// flagGroups sorts a command's flags under the headings its usage line
+// names; flags in none of them are the command's own options.
+var flagGroups = []struct {
+	title string
+	names []string
+}{
+	{"Selection", []string{"job", "pipeline", "pipeline-number", "workflow", "branch", "pipelines"}},
+	{"Filters", []string{"workflow-name", "job-name", "include", "exclude"}},
+	{"", nil}, // the command's own options
+	{"S3", []string{"s3-endpoint", "s3-region", "s3-path-style", "s3-lock"}},
+	{"Global", []string{"token", "host", "verbose", "quiet", "log-format", "help"}},
+}
+
+// usage prints a command's help: its usage line, examples, and its flags
+// grouped as the usage line names them.
+func usage(c *cobra.Command) error {
+	w := c.OutOrStderr()
+	if c.HasAvailableSubCommands() {
+		fmt.Fprintf(w, "Usage:\n  %s COMMAND [flags]\n\nCommands:\n", c.CommandPath())
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				fmt.Fprintf(w, "  %-11s %s\n", sub.Name(), sub.Short)
+			}
+		}
+	} else {
+		fmt.Fprintf(w, "Usage:\n  %s\n", c.UseLine())
+	}
+	if c.Example != "" {
+		fmt.Fprintf(w, "\nExamples:\n%s\n", c.Example)
+	}
+	grouped := map[string]bool{}
+	for _, g := range flagGroups {
+		grouped = func() map[string]bool {
+			for _, n := range g.names {
+				grouped[n] = true
+			}
+			return grouped
+		}()
+	}
+	for _, g := range flagGroups {
+		fs := pflag.NewFlagSet(g.title, pflag.ContinueOnError)
+		fs.SortFlags = false
+		title := g.title
+		if g.names == nil {
+			title = "Flags"
+			if c.HasParent() {
+				title = strings.ToUpper(c.Name()[:1]) + c.Name()[1:] + " options"
+			}
+			inherited := c.InheritedFlags()
+			c.Flags().VisitAll(func(f *pflag.Flag) { // in the order they are defined
+				if !grouped[f.Name] && inherited.Lookup(f.Name) == nil {
+					fs.AddFlag(f)
+				}
+			})
+		} else {
+			for _, n := range g.names {
+				f := c.LocalFlags().Lookup(n)
+				if f == nil {
+					f = c.InheritedFlags().Lookup(n)
+				}
+				if f != nil && meaningful(c, n) && (c.HasParent() || n != "help") {
+					fs.AddFlag(f)
+				}
+			}
+		}
+		if fs.HasFlags() {
+			fmt.Fprintf(w, "\n%s:\n%s", title, fs.FlagUsages())
+		}
+	}
+	if c.HasAvailableSubCommands() {
+		fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", c.CommandPath())
+	}
+	return nil
 }
 
 func (a *app) setup(cmd *cobra.Command, _ []string) error {
@@ -214,7 +344,12 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	case a.quiet:
 		level = slog.LevelWarn
 	}
-	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	a.screen = ccsync.NewScreen(a.stderr, ccsync.UseColor(a.stderr, a.getenv))
+	log, err := ccsync.NewLogger(a.screen, a.logFormat, level)
+	if err != nil {
+		return &usageError{err}
+	}
+	a.log = log
 	return nil
 }
 
@@ -278,14 +413,14 @@ func (a *app) pullCmd() *cobra.Command {
 	f.StringVar(&a.s3Lock, "s3-lock", "lease", "how a run keeps others off an S3 destination: lease (a lock object guarded by conditional writes) or none (no lock, for servers that do not enforce conditional writes; at your own risk)")
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
-	f.DurationVar(&a.idle, "idle-timeout", 60*time.Second, "abandon and retry a transfer or API call that receives no bytes for this long")
+	f.Var(newDuration(&a.idle, "60s"), "idle-timeout", "abandon and retry a transfer or API call that receives no bytes for this long")
 	a.apiRetryFlag(cmd)
 	a.s3Flags(cmd)
 	return cmd
 }
 
 func (a *app) apiRetryFlag(cmd *cobra.Command) {
-	cmd.Flags().DurationVar(&a.apiRetry, "api-retry-for", circleci.DefaultMaxElapsed, "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429) for this long before giving up")
+	cmd.Flags().Var(newDuration(&a.apiRetry, "2m"), "api-retry-for", "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429) for this long before giving up")
 }
 
 func (a *app) s3Flags(cmd *cobra.Command) {
@@ -335,6 +470,13 @@ func version() string {
 	if !ok {
 		return "(unknown)"
 	}
+	return versionOf(bi)
+}
+
+// versionOf says which build bi is: the module version, the revision when the
+// version does not already hold it (a pseudo-version does), and the Go
+// release.
+func versionOf(bi *debug.BuildInfo) string {
 	v := bi.Main.Version
 	if v == "" {
 		v = "(devel)"
@@ -350,10 +492,10 @@ func version() string {
 			}
 		}
 	}
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && !strings.Contains(v, rev) {
 		v += " (" + rev + modified + ")"
 	}
 	return v + " " + bi.GoVersion
@@ -371,16 +513,35 @@ func (a *app) slugArg(cmd *cobra.Command, args []string) error {
 
 // client parses the slug and the selection flags and builds the API client.
 func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
-	slug, err := circleci.ParseSlug(rawSlug)
+	slug, ref, err := circleci.ParseProject(rawSlug)
 	if err != nil {
 		return slug, nil, &usageError{err}
+	}
+	// A web-app URL names the selection too; a selection flag given
+	// beside it is refused by Validate as a second selection.
+	if ref.JobNumber > 0 {
+		a.jobs = append(a.jobs, strconv.FormatInt(ref.JobNumber, 10))
+	}
+	if ref.WorkflowID != "" {
+		a.sel.Workflows = append(a.sel.Workflows, ref.WorkflowID)
+	}
+	if ref.Branch != "" && a.sel.Branch == "" {
+		a.sel.Branch = ref.Branch
+	}
+	if ref.PipelineNumber > 0 {
+		if a.pipeNum != 0 && a.pipeNum != ref.PipelineNumber {
+			return slug, nil, usagef("the URL names pipeline %d and --pipeline-number %d another: give one", ref.PipelineNumber, a.pipeNum)
+		}
+		a.pipeNum = ref.PipelineNumber
 	}
 	for _, s := range a.jobs {
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil || n <= 0 {
 			return slug, nil, usagef("--job %q is not a job number: give positive numbers such as --job 123,124", s)
 		}
-		a.sel.Jobs = append(a.sel.Jobs, n)
+		if !slices.Contains(a.sel.Jobs, n) {
+			a.sel.Jobs = append(a.sel.Jobs, n)
+		}
 	}
 	if a.pipeNum < 0 {
 		return slug, nil, usagef("--pipeline-number %d: give a positive number", a.pipeNum)
@@ -419,6 +580,9 @@ func (a *app) client(rawSlug string) (circleci.Slug, *circleci.Client, error) {
 	if host == "" {
 		host = "https://circleci.com"
 	}
+	// The API's own path is added to every request; a host given with it
+	// (copied from the API docs) would double it.
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimRight(host, "/"), "/api/v2"), "/api/v1.1")
 	if a.apiRetry <= 0 {
 		return slug, nil, usagef("--api-retry-for %s: give a positive duration such as 2m", a.apiRetry)
 	}
@@ -483,6 +647,16 @@ func (a *app) openSink(ctx context.Context, loc string) (sink.Sink, error) {
 	if strings.Contains(loc, "://") {
 		return nil, usagef("--to %s: give a directory or an s3://bucket/prefix URL", loc)
 	}
+	if _, err := os.Stat(loc); errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case a.verifying:
+			return nil, usagef("--to %s does not exist: give the directory a pull wrote to", loc)
+		case a.dryRun:
+			// An empty destination, which a dry run must not create.
+			abs, _ := filepath.Abs(loc)
+			return absentDir{sink.NewMemory(), abs}, nil
+		}
+	}
 	s, err := sink.NewLocal(loc)
 	if err != nil {
 		return nil, &usageError{err}
@@ -490,15 +664,43 @@ func (a *app) openSink(ctx context.Context, loc string) (sink.Sink, error) {
 	return s, nil
 }
 
+// absentDir is a destination directory that does not exist yet, for a dry
+// run: empty, and named by its path.
+type absentDir struct {
+	*sink.Memory
+	path string
+}
+
+func (d absentDir) String() string { return d.path }
+
 func (a *app) pull(cmd *cobra.Command, args []string) error {
 	ctx := cmd.Context()
-	slug, client, err := a.client(args[0])
+	sum, err := a.runPull(ctx, args[0])
+	if sum == nil {
+		sum = &ccsync.Summary{Failures: []ccsync.Failure{}}
+	}
+	if err == nil && sum.Failed > 0 {
+		err = failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
+	}
+	// A run that stopped before it began (a lock held, a token rejected,
+	// a layout refused) has nothing to sum up but the error; an
+	// interrupted one says what is left even if nothing finished; scripts
+	// (--json) get the summary whatever happened.
+	began := sum.Transferred+sum.Skipped+sum.Failed > 0 || (sum.Artifacts > 0 && exitCode(ctx, err) == exitInterrupted)
+	if a.asJSON || err == nil || began {
+		a.report(ctx, sum, err)
+	}
+	return err
+}
+
+func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, error) {
+	slug, client, err := a.client(rawSlug)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	layout, err := ccsync.ParseLayout(a.layout)
 	if err != nil {
-		return &usageError{err}
+		return nil, &usageError{err}
 	}
 	switch a.s3Lock {
 	case "lease":
@@ -508,123 +710,196 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 			a.log.Warn("--s3-lock=none: running without a lock; nothing keeps another run from writing " + a.to + " at the same time, and two runs at once can lose each other's manifest records")
 		}
 	default:
-		return usagef("--s3-lock %q: give lease or none", a.s3Lock)
+		return nil, usagef("--s3-lock %q: give lease or none", a.s3Lock)
 	}
 	if a.conc < 1 {
-		return usagef("--concurrency %d: give 1 or more", a.conc)
+		return nil, usagef("--concurrency %d: give 1 or more", a.conc)
 	}
 	if a.retries < 1 {
-		return usagef("--retries %d: give 1 or more", a.retries)
+		return nil, usagef("--retries %d: give 1 or more", a.retries)
 	}
 	if a.streams < 1 {
-		return usagef("--multi-thread-streams %d: give 1 or more (1 turns parallel ranges off)", a.streams)
+		return nil, usagef("--multi-thread-streams %d: give 1 or more (1 turns parallel ranges off)", a.streams)
 	}
 	cutoff, err := parseSize(a.cutoff)
 	if err != nil {
-		return usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
+		return nil, usagef("--multi-thread-cutoff %q: %v; give a size such as 64M", a.cutoff, err)
 	}
 	maxSize, err := parseSize(a.maxSize)
 	if err != nil {
-		return usagef("--max-artifact-size %q: %v; give a size such as 64G", a.maxSize, err)
+		return nil, usagef("--max-artifact-size %q: %v; give a size such as 64G", a.maxSize, err)
+	}
+	// A rejected token or an unknown project stops the run before the
+	// destination is touched: a new DEST is neither created nor locked.
+	if _, err := client.Project(ctx, slug); err != nil {
+		return nil, fmt.Errorf("project %s: %w", slug, err)
 	}
 	dest, store, err := a.destination(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := ccsync.PullOptions{
 		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff, MaxArtifactSize: maxSize,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
-		Manifest: store, ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout,
+		Manifest: store, ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout, JSON: a.asJSON,
 	}
 	if !a.dryRun && !a.quiet {
-		if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			opts.Progress = ccsync.NewBar(a.stderr)
+		if a.screen.IsTerminal() {
+			opts.Progress = ccsync.NewBar(a.screen)
 		} else {
 			opts.Progress = ccsync.NewLogProgress(a.log, 5*time.Second)
 		}
+		// Gone before the summary is printed, however the run ended.
+		defer opts.Progress.Finish()
 	}
 	api := ccsync.LimitAPI(client, 8)
-	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
-	// A run that stopped before it transferred anything (a lock held, a
-	// token rejected, a layout refused) has nothing to sum up but the error.
-	if sum != nil && !a.dryRun && (err == nil || sum.Transferred+sum.Skipped+sum.Failed > 0 || a.asJSON) {
-		a.report(sum)
-	}
-	if err != nil {
-		return err
-	}
-	if sum.Failed > 0 {
-		return failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
-	}
-	return nil
+	return ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
 }
 
-func (a *app) report(sum *ccsync.Summary) {
+// pullSummary is pull's --json summary: the run's counts, and when it did
+// not succeed, why and with which exit code.
+type pullSummary struct {
+	*ccsync.Summary
+	NotStarted int    `json:"not_started"`
+	Error      string `json:"error,omitempty"`
+	ExitCode   int    `json:"exit_code,omitempty"`
+}
+
+// report prints pull's summary: one JSON object with --json, otherwise a
+// few lines for people (with -q only when something failed or was left).
+func (a *app) report(ctx context.Context, sum *ccsync.Summary, err error) {
+	ps := pullSummary{Summary: sum, NotStarted: max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)}
+	if err != nil {
+		ps.Error, ps.ExitCode = oneLine(err.Error()), exitCode(ctx, err)
+		if ps.ExitCode == exitInterrupted {
+			ps.Error = "interrupted"
+		}
+	}
 	if a.asJSON {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetEscapeHTML(false)
-		_ = enc.Encode(sum)
+		_ = enc.Encode(ps)
 		return
 	}
-	if a.quiet && sum.Failed == 0 {
+	if sum.DryRun {
+		fmt.Fprintf(a.stdout, "dry run: %d artifacts: %d to transfer, %d already done, %d refused\n",
+			sum.Artifacts, ps.NotStarted, sum.Skipped, sum.Failed)
+		return
+	}
+	if a.quiet && sum.Failed == 0 && ps.NotStarted == 0 {
 		return
 	}
 	rate := float64(sum.Bytes) / max(sum.Elapsed.Seconds(), 0.001)
-	fmt.Fprintf(a.stdout, "%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed\n",
+	line := fmt.Sprintf("%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed",
 		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
+	if ps.NotStarted > 0 {
+		line += fmt.Sprintf(", %d not started", ps.NotStarted)
+	}
+	fmt.Fprintln(a.stdout, line)
 	for _, f := range sum.Failures {
 		if f.Path == "" {
-			fmt.Fprintf(a.stdout, "  failed: job %d (%s): %s\n", f.JobNumber, f.JobName, f.Error)
+			fmt.Fprintf(a.stdout, "  failed: job %d (%s): %s\n", f.JobNumber, ccsync.Printable(f.JobName), ccsync.Printable(f.Error))
 			continue
 		}
-		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, f.Error)
+		fmt.Fprintf(a.stdout, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, ccsync.Printable(f.Error))
 	}
 	for _, s := range sum.Passed {
-		fmt.Fprintf(a.stdout, "  passed over: job %d %s (%s): %s\n", s.JobNumber, s.JobName, s.WorkflowName, s.Reason)
+		fmt.Fprintf(a.stdout, "  passed over: job %d %s (%s): %s\n", s.JobNumber, ccsync.Printable(s.JobName), ccsync.Printable(s.WorkflowName), ccsync.Printable(s.Reason))
 	}
+	if ps.ExitCode == exitInterrupted {
+		fmt.Fprintf(a.stdout, "to resume: %s\n", ccsync.Printable(a.resumeCommand()))
+	}
+}
+
+// resumeCommand is the command line that was run, to run again: the token
+// given with --token is left out (it never appears in output).
+func (a *app) resumeCommand() string {
+	words := []string{"artifact-sync"}
+	for i := 0; i < len(a.args); i++ {
+		arg := a.args[i]
+		switch {
+		case arg == "--token":
+			i++
+			continue
+		case strings.HasPrefix(arg, "--token="):
+			continue
+		}
+		words = append(words, shellQuote(arg))
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
+	a.verifying = true
 	dest, store, err := a.destination(ctx)
 	if err != nil {
 		return err
 	}
 	res, err := ccsync.Verify(ctx, dest, ccsync.VerifyOptions{Manifest: store, Download: a.download, Log: a.log})
-	if err != nil {
-		return err
+	if err == nil && res.Problems > 0 {
+		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", res.Problems, dest)}
 	}
 	if a.asJSON {
+		out := struct {
+			*ccsync.VerifyResult
+			Error    string `json:"error,omitempty"`
+			ExitCode int    `json:"exit_code,omitempty"`
+		}{VerifyResult: res}
+		if err != nil {
+			out.Error, out.ExitCode = oneLine(err.Error()), exitCode(ctx, err)
+		}
 		enc := json.NewEncoder(a.stdout)
 		enc.SetEscapeHTML(false)
-		_ = enc.Encode(res)
-	} else {
+		_ = enc.Encode(out)
+		return err
+	}
+	if res.Checked > 0 {
 		fmt.Fprintf(a.stdout, "%d artifacts checked: %d intact, %d missing, %d changed, %d unexpected\n",
-			res.Artifacts, res.Skipped, len(res.Missing), len(res.Changed), len(res.Unexpected))
-		for _, f := range res.Failures {
-			fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", f.Error, f.JobNumber, f.NodeIndex, f.Path)
-		}
-		for _, k := range res.Unexpected {
-			fmt.Fprintf(a.stdout, "  unexpected: %s\n", k)
-		}
+			res.Checked, res.Intact, len(res.Missing), len(res.Changed), len(res.Unexpected))
 	}
-	if n := res.Failed + len(res.Unexpected); n > 0 {
-		return failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", n, dest)}
+	for _, f := range res.Failures {
+		fmt.Fprintf(a.stdout, "  %s: job %d node %d %q\n", ccsync.Printable(f.Error), f.JobNumber, f.NodeIndex, f.Path)
 	}
-	return nil
+	for _, k := range res.Unexpected {
+		fmt.Fprintf(a.stdout, "  unexpected: %s\n", ccsync.Printable(k))
+	}
+	return err
 }
 
-// nearestFlag suggests the flag of c closest to a mistyped name, if any is
-// within two edits.
+// nearestFlag suggests the flag of c closest to a mistyped name, if one is
+// close: within two edits for long names, one for short ones, so that --foo
+// suggests nothing rather than --job.
 func nearestFlag(c *cobra.Command, name string) string {
-	best, bestD := "", 3
+	best, bestD := "", min(2, max(1, len(name)/4))+1
 	c.Flags().VisitAll(func(f *pflag.Flag) {
 		if d := editDistance(name, f.Name); d < bestD {
 			best, bestD = f.Name, d
 		}
 	})
 	return best
+}
+
+// commandWithFlag names the command (other than the one that failed) that
+// has a flag called name, for "--to belongs to pull".
+func commandWithFlag(root *cobra.Command, name string) string {
+	for _, c := range root.Commands() {
+		if c.Flags().Lookup(name) != nil {
+			return c.CommandPath()
+		}
+	}
+	return ""
 }
 
 func editDistance(a, b string) int {
@@ -683,6 +958,33 @@ func (a *app) cliConfig() (path, token, host string) {
 		}
 	}
 	return path, token, host
+}
+
+// duration is a time.Duration flag shown as it was typed ("60s", not
+// "1m0s").
+type duration struct {
+	d    *time.Duration
+	text string
+}
+
+func newDuration(d *time.Duration, def string) *duration {
+	v := &duration{d: d}
+	if err := v.Set(def); err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func (v *duration) String() string { return v.text }
+func (v *duration) Type() string   { return "duration" }
+
+func (v *duration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("give a duration such as 60s or 5m")
+	}
+	*v.d, v.text = d, s
+	return nil
 }
 
 // parseSize reads a byte count with an optional binary suffix: 512, 64K, 64M, 1G.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,6 +235,28 @@ func TestVersion(t *testing.T) {
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "artifact-sync ") {
 		t.Errorf("version: %d %q %q", r.code, r.stdout, r.stderr)
 	}
+	// gh, rclone and aws take --version too; it says the same.
+	flag := runCLI(t, nil, "--version")
+	if flag.code != 0 || flag.stdout != r.stdout || flag.stderr != "" {
+		t.Errorf("--version: exit %d, stdout %q (version said %q), stderr %q", flag.code, flag.stdout, r.stdout, flag.stderr)
+	}
+}
+
+// TestVersionNamesTheRevisionOnce: a build from a module version whose
+// pseudo-version already holds the revision does not repeat it.
+func TestVersionNamesTheRevisionOnce(t *testing.T) {
+	const rev = "4bdfd0c1a2b3c4d5e6f708192a3b4c5d6e7f8091"
+	settings := []debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"}}
+	for _, tc := range []struct{ version, want string }{
+		{"v0.0.0-20261130053412-4bdfd0c1a2b3", "v0.0.0-20261130053412-4bdfd0c1a2b3 go1.26.0"},
+		{"v1.2.0", "v1.2.0 (4bdfd0c1a2b3) go1.26.0"},
+		{"", "(devel) (4bdfd0c1a2b3) go1.26.0"},
+	} {
+		bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: tc.version}, Settings: settings}
+		if got := versionOf(bi); got != tc.want {
+			t.Errorf("version %q: %q, want %q", tc.version, got, tc.want)
+		}
+	}
 }
 
 func TestTokenFromCircleCICLIConfig(t *testing.T) {
@@ -256,5 +279,40 @@ func TestTokenFromCircleCICLIConfig(t *testing.T) {
 	r = runCLI(t, map[string]string{"HOME": home, "CIRCLE_TOKEN": "wrong"}, "list", "gh/acme/widgets")
 	if r.code != 2 {
 		t.Errorf("a wrong $CIRCLE_TOKEN did not take precedence over cli.yml: exit %d", r.code)
+	}
+}
+
+// TestHelpIsGrouped: each command's help groups its flags under the
+// headings its usage line names, lists only the flags that mean something to
+// it, and shows durations as they are typed.
+func TestHelpIsGrouped(t *testing.T) {
+	pull := runCLI(t, nil, "pull", "--help").stdout
+	last := -1
+	for _, h := range []string{"Usage:", "Selection:", "Filters:", "Pull options:", "S3:", "Global:"} {
+		i := strings.Index(pull, "\n"+h+"\n")
+		if h == "Usage:" {
+			i = strings.Index(pull, h)
+		}
+		if i <= last {
+			t.Errorf("pull --help: %q missing or out of order:\n%s", h, pull)
+		}
+		last = i
+	}
+	if strings.Count(pull, "[flags]") > 0 || !strings.Contains(pull, "(default 60s)") {
+		t.Errorf("pull --help has a doubled [flags] or shows --idle-timeout's default not as typed:\n%s", pull)
+	}
+	verify := runCLI(t, nil, "verify", "--help").stdout
+	for _, f := range []string{"--token", "--host", "--job ", "--layout"} {
+		if strings.Contains(verify, f) {
+			t.Errorf("verify --help lists %s, which means nothing to it:\n%s", f, verify)
+		}
+	}
+	version := runCLI(t, nil, "version", "--help").stdout
+	if strings.Count(version, "--") != 1 {
+		t.Errorf("version --help lists flags besides --help:\n%s", version)
+	}
+	r := runCLI(t, nil, "pull", "gh/acme/widgets", "--to", t.TempDir(), "--idle-timeout", "soon")
+	if r.code != 2 || !strings.Contains(r.stderr, "give a duration such as 60s") {
+		t.Errorf("a bad duration: %d %s", r.code, r.stderr)
 	}
 }

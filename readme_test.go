@@ -112,12 +112,14 @@ func TestREADMEExamplesRun(t *testing.T) {
 	var seen = map[string]int{}
 	endpoint := regexp.MustCompile(`--s3-endpoint \S+`)
 	region := regexp.MustCompile(`--s3-region \S+`)
+	fullPath := regexp.MustCompile(`/\S*/artifact-sync `)
 	for _, c := range cmds {
 		verb := strings.Fields(c)[1]
 		seen[verb]++
 		c = strings.ReplaceAll(c, "s3://ci-archive/", "s3://"+s3.Bucket+"/")
 		c = strings.ReplaceAll(c, "CIRCLE_TOKEN=... ", "")
 		c = strings.ReplaceAll(c, "AWS_PROFILE=backup ", "")
+		c = fullPath.ReplaceAllString(c, "artifact-sync ") // cron's full path to the binary
 		c = endpoint.ReplaceAllString(c, "--s3-endpoint "+s3.Endpoint)
 		c = region.ReplaceAllString(c, "--s3-region "+s3.Region)
 		if strings.Contains(c, "s3://") {
@@ -151,5 +153,45 @@ func TestREADMEExamplesRun(t *testing.T) {
 	}
 	if leaks := srv.LeakedCredentials(); len(leaks) > 0 {
 		t.Errorf("credentials reached the storage host: %+v", leaks)
+	}
+}
+
+// TestREADMESaysWhatANewUserNeeds: the manual covers what a first day
+// needs, and its recipes do not contradict each other.
+func TestREADMESaysWhatANewUserNeeds(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	for _, s := range []string{
+		"--multi-thread-streams", "--multi-thread-cutoff", "~/.circleci/cli.yml",
+		"completion bash", "completion zsh", "completion fish",
+		"kill $fake", "go mod tidy -diff", "fuzzed inputs", "smoke", "versitygw", "first run",
+		"--log-format", "NO_COLOR", "--version",
+	} {
+		if !strings.Contains(readme, s) {
+			t.Errorf("the README does not mention %s", s)
+		}
+	}
+	// cron's PATH lacks ~/go/bin: the cron line names the binary by its path.
+	cron := regexp.MustCompile("(?s)```cron\n(.*?)```").FindStringSubmatch(readme)
+	if cron == nil || !regexp.MustCompile(`\s/\S+/artifact-sync pull`).MatchString(cron[1]) {
+		t.Errorf("the cron recipe does not give the binary's full path:\n%v", cron)
+	}
+	// Recipes that fill one bucket prefix use one layout.
+	layouts := map[string]string{}
+	prefix := regexp.MustCompile(`--to "?s3://ci-archive/(\$CIRCLE_PROJECT_REPONAME|widgets)"?`)
+	layout := regexp.MustCompile(`--layout '([^']+)'`)
+	for _, c := range readmeCommands(t) {
+		p, l := prefix.FindStringSubmatch(c), layout.FindStringSubmatch(c)
+		if p == nil || l == nil {
+			continue
+		}
+		key := strings.ReplaceAll(p[1], "$CIRCLE_PROJECT_REPONAME", "widgets")
+		if prev, ok := layouts[key]; ok && prev != l[1] {
+			t.Errorf("two recipes put s3://ci-archive/%s in different layouts: %s and %s", key, prev, l[1])
+		}
+		layouts[key] = l[1]
 	}
 }

@@ -1,11 +1,15 @@
 package main
 
+// What a person sees in a terminal, checked in a real one: the tests run the
+// binary inside tmux and read the screen with capture-pane while it runs.
+
 import (
 	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,99 +23,266 @@ func buildTool(t *testing.T) string {
 	return toolPath
 }
 
-func progressWorld() *circlecitest.World {
-	w := circlecitest.NewWorld()
-	p := w.AddProject("gh/acme/widgets", "main")
-	j := p.AddPipeline("main").AddWorkflow("build").AddJob("package", circlecitest.JobOptions{})
-	for i := range 40 {
-		j.AddArtifact(0, fmt.Sprintf("dist/part-%02d.bin", i), 256<<10)
-	}
-	return w
+// terminal is a tmux session of its own (its own server socket) running one
+// shell command in a window of the given size.
+type terminal struct {
+	t    *testing.T
+	sock string
 }
 
-var barLine = regexp.MustCompile(`\d+% \[[=> ]+\] \(\d+/40\)`)
-
-// TestProgressBarInATerminal runs pull in a real terminal (tmux) and reads
-// the screen while it runs: the bar redraws in place on one line, shows
-// bytes, rate, files and an ETA, and gives way to the summary at the end.
-func TestProgressBarInATerminal(t *testing.T) {
+func startTerminal(t *testing.T, cols, rows int, env []string, command string) *terminal {
+	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("tmux is not installed; .ci/run installs it")
 		}
 		t.Skip("tmux is not installed: apt-get install tmux")
 	}
-	bin := buildTool(t)
-	srv := circlecitest.Start(t, progressWorld(), circlecitest.Options{Token: testToken, Bandwidth: 2 << 20})
-	dest := t.TempDir()
-	sock := "artifact-sync-test-" + fmt.Sprint(os.Getpid())
-	tmux := func(args ...string) string {
-		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v\n%s", args, err, out)
-		}
-		return string(out)
+	term := &terminal{t: t, sock: fmt.Sprintf("artifact-sync-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	var envs []string
+	for _, e := range env {
+		envs = append(envs, shellQuote(e))
 	}
-	cmd := fmt.Sprintf("env CIRCLECI_HOST=%s CIRCLE_TOKEN=%s %s pull gh/acme/widgets -j 2 --to %s; echo EXIT=$?; sleep 60",
-		srv.URL, testToken, bin, dest)
-	tmux("new-session", "-d", "-x", "110", "-y", "12", cmd)
-	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+	// The command's exit status stays on the screen, and the window stays
+	// open to be read.
+	cmd := fmt.Sprintf("env -i %s TERM=xterm-256color sh -c %s; echo EXIT=$?; sleep 600",
+		strings.Join(envs, " "), shellQuote(command))
+	term.tmux("new-session", "-d", "-x", strconv.Itoa(cols), "-y", strconv.Itoa(rows), cmd)
+	t.Cleanup(func() { exec.Command("tmux", "-L", term.sock, "kill-server").Run() })
+	return term
+}
 
-	var sawBar bool
-	var screen string
-	deadline := time.Now().Add(60 * time.Second)
+func (term *terminal) tmux(args ...string) string {
+	term.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", term.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		term.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// screen is what the terminal shows now, without trailing blank lines; with
+// escapes, colours are kept as escape sequences.
+func (term *terminal) screen(escapes bool) string {
+	args := []string{"capture-pane", "-p"}
+	if escapes {
+		args = append(args, "-e")
+	}
+	return strings.TrimRight(term.tmux(args...), "\n")
+}
+
+// watch reads the screen every 30 ms until the command has exited (or the
+// time is up) and returns every distinct screen seen, the last one last.
+func (term *terminal) watch(limit time.Duration) []string {
+	term.t.Helper()
+	var screens []string
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		screen = tmux("capture-pane", "-p")
-		bars := 0
-		for _, l := range strings.Split(screen, "\n") {
-			if barLine.MatchString(l) {
-				bars++
-				sawBar = true
-				if !strings.Contains(l, "/s") || !strings.Contains(l, "iB") || !regexp.MustCompile(`\[\d+s:\d+s\]`).MatchString(l) {
-					t.Errorf("bar line lacks bytes, rate or elapsed:ETA: %q", l)
+		s := term.screen(false)
+		if len(screens) == 0 || s != screens[len(screens)-1] {
+			screens = append(screens, s)
+		}
+		if strings.Contains(s, "EXIT=") {
+			return screens
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	term.t.Fatalf("the command did not finish within %s; screen:\n%s", limit, screens[len(screens)-1])
+	return nil
+}
+
+// progressWorld is one job with many small files and one large one, listed
+// last, so that at the end the large file is all that is left: a bar that
+// counted files would say 98% while most bytes are still to come.
+func progressWorld() (*circlecitest.World, int64) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	wf := p.AddPipeline("main").AddWorkflow("build")
+	j := wf.AddJob("package", circlecitest.JobOptions{})
+	var total int64
+	for i := range 60 {
+		total += j.AddArtifact(0, fmt.Sprintf("dist/part-%02d.bin", i), 32<<10).Size()
+	}
+	total += j.AddArtifact(0, "z/large.bin", 12<<20).Size()
+	wf.AddJob("deploy", circlecitest.JobOptions{Status: "running"})
+	return w, total
+}
+
+var (
+	pctLine  = regexp.MustCompile(`^\s*(\d+)% `)
+	filesIn  = regexp.MustCompile(`(\d+)/61 files`)
+	etaIn    = regexp.MustCompile(`ETA \d+(s|m\d\ds)`)
+	rateIn   = regexp.MustCompile(`\d(\.\d)? (B|KiB|MiB)/s`)
+	bytesIn  = regexp.MustCompile(`(\d+\.\d)/(\d+\.\d) MiB`)
+	barChars = regexp.MustCompile(`\[[=> ]{10,}\]`)
+)
+
+// statusLine is the last non-empty line of a screen: where the bar is.
+func statusLine(screen string) string {
+	lines := strings.Split(strings.TrimRight(screen, "\n "), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestProgressInATerminal runs pull in a 100-column and a 50-column
+// terminal and reads the screen at three moments: while the plan is made (a
+// spinner says what is being resolved), while the large file is the only
+// one left (the percentage and ETA count bytes, files done beside them, a
+// recent rate), and at the end (the bar gone, the summary there). Log lines
+// (a job passed over, -v's retries) are printed above the bar, never
+// through it, as short sentences rather than key=value.
+func TestProgressInATerminal(t *testing.T) {
+	for _, cols := range []int{100, 50} {
+		t.Run(fmt.Sprint(cols, " columns"), func(t *testing.T) {
+			w, total := progressWorld()
+			srv := circlecitest.Start(t, w, circlecitest.Options{
+				Token: testToken, Bandwidth: 4 << 20, Latency: 150 * time.Millisecond,
+				// Every 9th download fails once: -v logs the retries mid-run.
+				Faults: circlecitest.OnDownloads(circlecitest.FailEvery(9, circlecitest.StatusFault(503, "0"))),
+			})
+			dest := t.TempDir()
+			env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "CIRCLECI_HOST=" + srv.URL, "CIRCLE_TOKEN=" + testToken}
+			term := startTerminal(t, cols, 40, env, fmt.Sprintf("%s pull gh/acme/widgets -v -j 4 --to %s", buildTool(t), dest))
+			screens := term.watch(90 * time.Second)
+			last := screens[len(screens)-1]
+			if !strings.Contains(last, "EXIT=0") {
+				t.Fatalf("pull did not finish with exit 0:\n%s", last)
+			}
+
+			var sawSpinner, sawTail, sawWarning, sawRetry bool
+			minTail := 100
+			for _, s := range screens {
+				line := statusLine(s)
+				if len(line) > cols {
+					t.Errorf("the status line is %d columns wide in a %d-column terminal: %q", len(line), cols, line)
+				}
+				if strings.Contains(line, "resolving") {
+					sawSpinner = true
+				}
+				// Moment two: all small files done, the large one coming.
+				if m := filesIn.FindStringSubmatch(line); m != nil && m[1] == "60" {
+					pm := pctLine.FindStringSubmatch(line)
+					if pm == nil {
+						t.Errorf("with every size known the line shows no percentage: %q", line)
+						continue
+					}
+					sawTail = true
+					pct, _ := strconv.Atoi(pm[1])
+					minTail = min(minTail, pct)
+					if bm := bytesIn.FindStringSubmatch(line); bm != nil {
+						done, _ := strconv.ParseFloat(bm[1], 64)
+						all, _ := strconv.ParseFloat(bm[2], 64)
+						if d := float64(pct) - 100*done/all; d > 2 || d < -2 {
+							t.Errorf("%d%% is not the share of bytes shown: %q", pct, line)
+						}
+					}
+					if !etaIn.MatchString(line) {
+						t.Errorf("no ETA: %q", line)
+					}
+					if cols >= 100 && (!rateIn.MatchString(line) || !barChars.MatchString(line)) {
+						t.Errorf("no rate or bar at %d columns: %q", cols, line)
+					}
+				}
+				// Log lines above the bar, never through it.
+				sawWarning = sawWarning || strings.Contains(s, "warning: job passed over (")
+				sawRetry = sawRetry || strings.Contains(s, "debug: transfer attempt failed (")
+				for _, l := range strings.Split(s, "\n") {
+					if (strings.Contains(l, "debug:") || strings.Contains(l, "warning:")) && (filesIn.MatchString(l) || strings.Contains(l, "resolving")) {
+						t.Errorf("a log line runs through the status line: %q", l)
+					}
+					if strings.Contains(l, "level=") || strings.Contains(l, "time=") {
+						t.Errorf("a key=value log line on a terminal: %q", l)
+					}
 				}
 			}
-		}
-		if bars > 1 {
-			t.Fatalf("the bar did not redraw in place; the screen has %d bar lines:\n%s", bars, screen)
-		}
-		if strings.Contains(screen, "EXIT=") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(screen, "EXIT=0") {
-		t.Fatalf("pull did not finish with exit 0:\n%s", screen)
-	}
-	if !sawBar {
-		t.Errorf("no progress bar was seen while pulling 10 MiB at 2 MiB/s")
-	}
-	if barLine.MatchString(screen) {
-		t.Errorf("the bar is still on the screen after the run:\n%s", screen)
-	}
-	if !strings.Contains(screen, "40 artifacts: 40 transferred") {
-		t.Errorf("no summary on the screen:\n%s", screen)
+			if !sawSpinner {
+				t.Error("nothing said what was being resolved before the transfers started")
+			}
+			if !sawTail {
+				t.Errorf("no screen showed the large file alone in flight; screens seen: %d", len(screens))
+			} else if minTail > 90 {
+				t.Errorf("with 60 of 61 files done and the 12 MiB file (of %d bytes in all) just started, the line said %d%%: files, not bytes", total, minTail)
+			}
+			// Moment three: the summary, and the bar gone.
+			if !strings.Contains(last, "61 artifacts: 61 transferred") || filesIn.MatchString(last) || strings.Contains(last, "resolving") {
+				t.Errorf("the end of the run:\n%s", last)
+			}
+			if !sawWarning || !sawRetry {
+				t.Errorf("the warning and the retries were not on the screen as sentences:\n%s", last)
+			}
+		})
 	}
 }
 
-// TestNoEscapeCodesWhenPiped: with stderr not a terminal, progress is plain
-// log lines.
-func TestNoEscapeCodesWhenPiped(t *testing.T) {
-	bin := buildTool(t)
-	srv := circlecitest.Start(t, progressWorld(), circlecitest.Options{Token: testToken})
-	cmd := exec.Command(bin, "pull", "gh/acme/widgets", "--to", t.TempDir())
-	cmd.Env = append(os.Environ(), "CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN="+testToken)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%v\n%s", err, stderr.String())
-	}
-	for name, b := range map[string][]byte{"stdout": stdout.Bytes(), "stderr": stderr.Bytes()} {
-		if bytes.ContainsAny(b, "\x1b\r") {
-			t.Errorf("%s has escape codes or carriage returns: %q", name, b)
+// TestColourOnlyWhereWanted: warnings are coloured on a terminal, and not
+// with NO_COLOR set.
+func TestColourOnlyWhereWanted(t *testing.T) {
+	w, _ := progressWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	for _, noColor := range []bool{false, true} {
+		env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "CIRCLECI_HOST=" + srv.URL, "CIRCLE_TOKEN=" + testToken}
+		if noColor {
+			env = append(env, "NO_COLOR=1")
+		}
+		term := startTerminal(t, 100, 10, env, buildTool(t)+" list gh/acme/widgets --job-name deploy")
+		term.watch(30 * time.Second)
+		s := term.screen(true)
+		warning := regexp.MustCompile(`\x1b\[[0-9;]*m\s*warning:`)
+		if got := warning.MatchString(s); got == noColor {
+			t.Errorf("NO_COLOR set: %v; the warning is coloured: %v:\n%q", noColor, got, s)
 		}
 	}
-	if !strings.Contains(stdout.String(), "40 artifacts: 40 transferred") {
-		t.Errorf("summary missing from stdout: %q", stdout.String())
+}
+
+// TestNoEscapeCodesWhenPiped: with stderr not a terminal, progress and log
+// lines are plain key=value lines (or JSON with --log-format json).
+func TestNoEscapeCodesWhenPiped(t *testing.T) {
+	bin := buildTool(t)
+	w, _ := progressWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	for _, format := range []string{"", "json", "text"} {
+		args := []string{"pull", "gh/acme/widgets", "--to", t.TempDir()}
+		if format != "" {
+			args = append(args, "--log-format", format)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN="+testToken)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		for name, b := range map[string][]byte{"stdout": stdout.Bytes(), "stderr": stderr.Bytes()} {
+			if bytes.ContainsAny(b, "\x1b\r") {
+				t.Errorf("%s has escape codes or carriage returns: %q", name, b)
+			}
+		}
+		if !strings.Contains(stdout.String(), "61 artifacts: 61 transferred") {
+			t.Errorf("summary missing from stdout: %q", stdout.String())
+		}
+		want := map[string]string{"": `level=WARN msg="job passed over"`, "json": `{"time":`, "text": "warning: job passed over ("}[format]
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("--log-format %q: stderr does not have %q:\n%s", format, want, stderr.String())
+		}
+	}
+}
+
+// TestSkippedS3TestsAreCounted: "go test" without an S3 server says, in the
+// terminal it runs in, how many S3 tests it skipped and how to run them
+// (a skip alone is silent: go test shows "ok" for the package).
+func TestSkippedS3TestsAreCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the sink tests")
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	if out, err := exec.Command("go", "env", "GOCACHE", "GOPATH").Output(); err == nil {
+		f := strings.Fields(string(out))
+		env = append(env, "GOCACHE="+f[0], "GOPATH="+f[1])
+	}
+	wd, _ := os.Getwd()
+	term := startTerminal(t, 200, 10, env, "cd "+shellQuote(wd)+" && go test -count=1 -run 'TestS3' ./sink")
+	last := term.watch(5 * time.Minute)
+	screen := last[len(last)-1]
+	if !regexp.MustCompile(`sink: \d+ S3 tests skipped: \$ARTIFACT_SYNC_TEST_S3_ENDPOINT is not set; bash \.ci/run`).MatchString(screen) {
+		t.Errorf("go test did not say how many S3 tests it skipped:\n%s", screen)
 	}
 }

@@ -104,7 +104,9 @@
 // # Errors
 //
 // Bad state is loud. A snapshot that is not valid JSON (garbage, truncated),
-// a file of a newer format, a manifest recorded for another destination, or
+// a file of a newer format, a manifest recorded for another destination (a
+// manifest kept inside its destination records [SelfDestination] instead of
+// a path, so it stays valid when the mirror is copied or moved), or
 // a malformed line in the middle of a journal makes [Open] fail with an
 // [*Error] that names the file, says what is wrong and what to do, and
 // matches [ErrCorrupt], [ErrVersion] or [ErrDestination] with errors.Is.

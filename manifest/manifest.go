@@ -55,7 +55,8 @@ type Entry struct {
 type Options struct {
 	// Destination names the destination the manifest describes (a path or
 	// s3://bucket/prefix). Required; a manifest that records another
-	// destination is refused with ErrDestination.
+	// destination is refused with ErrDestination. SelfDestination says the
+	// manifest is kept inside the destination it describes.
 	Destination string
 	// ToolVersion is written to every file for the humans reading it.
 	ToolVersion string
@@ -111,6 +112,16 @@ type Manifest struct {
 	done     chan struct{} // closed when the flusher has exited
 	cancel   context.CancelFunc
 }
+
+// SelfDestination, as Options.Destination, says that the manifest lives
+// inside the destination it describes (DEST/.artifact-sync/manifest). It is
+// recorded instead of the destination's path, so a mirror copied or moved
+// elsewhere (cp -a, mv, an S3 prefix copied) keeps its manifest usable. Either
+// side may say it: opened with SelfDestination, a manifest that records a
+// path (written before, or copied with its destination) is accepted and
+// records SelfDestination once rewritten; one that records SelfDestination
+// is accepted whatever destination it is opened for.
+const SelfDestination = "."
 
 // NewRun names a run started at now: its UTC time and 8 random hex digits,
 // e.g. 20261130T052841Z-1a2b3c4d, which sorts by time and fits a file name.

@@ -114,8 +114,5 @@ func Collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, l
 
 // keepsPath applies --include and --exclude to an artifact path.
 func (s *Selection) keepsPath(p string) bool {
-	if len(s.Include) > 0 && !matchAny(s.Include, p) {
-		return false
-	}
-	return len(s.Exclude) == 0 || !matchAny(s.Exclude, p)
+	return s.matchPath(p)
 }

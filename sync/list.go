@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"text/tabwriter"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
@@ -44,11 +43,14 @@ func List(ctx context.Context, api API, slug circleci.Slug, sel *Selection, opts
 		tw := tabwriter.NewWriter(opts.Out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PIPELINE\tWORKFLOW\tJOB\tNAME\tNODE\tPATH")
 		for _, a := range arts {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\n", a.PipelineNumber, a.WorkflowName, a.JobNumber, a.JobName, a.NodeIndex, printable(a.Path))
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\n", a.PipelineNumber, Printable(a.WorkflowName), a.JobNumber, Printable(a.JobName), a.NodeIndex, Printable(a.Path))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	for _, msg := range sel.UnmatchedGlobs() {
+		opts.Log.Warn(msg)
 	}
 	if len(arts) == 0 && opts.Log != nil {
 		opts.Log.Info("no artifacts selected", "project", slug.String())
@@ -68,11 +70,4 @@ func compareArtifacts(a, b *Artifact) int {
 		cmp.Compare(a.NodeIndex, b.NodeIndex),
 		cmp.Compare(a.Path, b.Path),
 	)
-}
-
-// printable shows control characters in a path escaped, so a hostile name
-// cannot rewrite the terminal.
-func printable(s string) string {
-	q := strconv.Quote(s)
-	return q[1 : len(q)-1]
 }

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,7 @@ type PullOptions struct {
 	Log      *slog.Logger
 	Progress Progress  // nil: none
 	Out      io.Writer // dry-run plan
+	JSON     bool      // the dry-run plan as one JSON object per artifact
 }
 
 // Failure is one artifact that was not transferred, or one job whose
@@ -163,12 +165,9 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		}
 	}
 
-	store := opts.Manifest
-	if store == nil {
-		store = &SinkStore{Sink: dest, Prefix: ManifestPrefix}
-	}
+	store, recorded := manifestStore(dest, opts.Manifest)
 	m, err := manifest.Open(ctx, store, manifest.Options{
-		Destination: dest.String(), ToolVersion: opts.ToolVersion, Run: opts.Run,
+		Destination: recorded, ToolVersion: opts.ToolVersion, Run: opts.Run,
 	})
 	if err != nil {
 		return sum, err
@@ -186,8 +185,11 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
-	skipped, err := Collect(ctx, api, slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
+	skipped, err := Collect(ctx, observeAPI(api, e.opts.Progress), slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
 	sum.Passed = skipped
+	for _, msg := range sel.UnmatchedGlobs() {
+		e.log.Warn(msg)
+	}
 	var listing *ListingError
 	if errors.As(err, &listing) {
 		// Those jobs fail alone; a rerun lists them again.
@@ -447,7 +449,8 @@ func (e *engine) fail(a *Artifact, err error) {
 	defer e.mu.Unlock()
 	e.sum.Failed++
 	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path, Error: err.Error()})
-	e.log.Warn("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
+	// Reported once, in the summary; as it happens only at -v.
+	e.log.Debug("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
 }
 
 // failJob counts a job whose artifacts could not be listed.
@@ -456,7 +459,8 @@ func (e *engine) failJob(f JobFailure) {
 	defer e.mu.Unlock()
 	e.sum.Failed++
 	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: f.JobNumber, JobName: f.JobName, Error: "listing its artifacts: " + f.Err.Error()})
-	e.log.Warn("job failed", "job", f.JobNumber, "name", f.JobName, "error", f.Err)
+	// Reported once, in the summary; as it happens only at -v.
+	e.log.Debug("job failed", "job", f.JobNumber, "name", f.JobName, "error", f.Err)
 }
 
 func (e *engine) printPlan(arts, todo []*Artifact) {
@@ -464,16 +468,54 @@ func (e *engine) printPlan(arts, todo []*Artifact) {
 	for _, a := range todo {
 		pending[a] = true
 	}
+	enc := json.NewEncoder(e.opts.Out)
+	enc.SetEscapeHTML(false)
 	for _, a := range arts {
+		step := planStep{Action: "done", Key: a.Key, JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path}
 		switch {
 		case a.Key == "":
-			fmt.Fprintf(e.opts.Out, "refuse    job %d node %d %q\n", a.JobNumber, a.NodeIndex, a.Path)
+			step.Action = "refuse"
+			step.Error = e.refusal(a)
 		case pending[a]:
-			fmt.Fprintf(e.opts.Out, "transfer  %s\n", a.Key)
+			step.Action = "transfer"
 		default:
-			fmt.Fprintf(e.opts.Out, "done      %s\n", a.Key)
+			if ent, ok := e.man.Lookup(manifestID(a)); ok {
+				step.Size = &ent.Size
+			}
+		}
+		if e.opts.JSON {
+			_ = enc.Encode(step)
+			continue
+		}
+		if step.Action == "refuse" {
+			fmt.Fprintf(e.opts.Out, "refuse    job %d node %d %q\n", a.JobNumber, a.NodeIndex, a.Path)
+		} else {
+			fmt.Fprintf(e.opts.Out, "%-9s %s\n", step.Action, Printable(a.Key))
 		}
 	}
+}
+
+// planStep is one line of a dry run's --json plan.
+type planStep struct {
+	Action    string `json:"action"` // transfer, done (recorded in the manifest) or refuse
+	Key       string `json:"key,omitempty"`
+	Size      *int64 `json:"size,omitempty"` // known for what the manifest records
+	JobNumber int64  `json:"job_number"`
+	NodeIndex int64  `json:"node_index"`
+	Path      string `json:"path"`
+	Error     string `json:"error,omitempty"`
+}
+
+// refusal is why the plan refused a.
+func (e *engine) refusal(a *Artifact) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range e.sum.Failures {
+		if f.JobNumber == a.JobNumber && f.NodeIndex == a.NodeIndex && f.Path == a.Path {
+			return f.Error
+		}
+	}
+	return ""
 }
 
 // transferAll runs the transfers with bounded workers. One artifact's failure

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"strconv"
+	"strings"
 	stdsync "sync"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -42,6 +44,8 @@ type Selection struct {
 	JobNames      []string // globs on job names
 	Include       []string // globs on artifact paths; ** crosses /
 	Exclude       []string
+
+	globs *globCounts // what Include and Exclude matched in the last Resolve
 }
 
 // Validate checks the globs and the combination of selection flags.
@@ -57,6 +61,17 @@ func (s *Selection) Validate() error {
 	}
 	if s.Pipelines < 0 {
 		return errors.New("--pipelines must be 1 or more")
+	}
+	if s.PipelineID != "" && !isUUID(s.PipelineID) {
+		if n, err := strconv.ParseInt(s.PipelineID, 10, 64); err == nil && n > 0 {
+			return fmt.Errorf("--pipeline takes a pipeline's ID (a UUID); for pipeline number %d use --pipeline-number %d", n, n)
+		}
+		return fmt.Errorf("--pipeline %q is not a pipeline ID: give the UUID shown in the pipeline's page, or --pipeline-number N", s.PipelineID)
+	}
+	for _, id := range s.Workflows {
+		if !isUUID(id) {
+			return fmt.Errorf("--workflow %q is not a workflow ID: give the UUID from the workflow's URL (inside a CircleCI job: \"$CIRCLE_WORKFLOW_ID\")", id)
+		}
 	}
 	if s.Pipelines > 0 && n > 0 && s.Branch == "" {
 		return errors.New("--pipelines goes with --branch (or with no selection, for the default branch)")
@@ -115,6 +130,7 @@ func Resolve(ctx context.Context, api API, slug circleci.Slug, sel *Selection, l
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &resolver{api: api, slug: slug, sel: sel, log: log}
+	sel.countGlobs()
 	var ymu stdsync.Mutex
 	emit := func(j Job) {
 		ymu.Lock()
@@ -145,6 +161,13 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 		r.pipeline(ctx, g, p, emit)
 	case sel.PipelineNumber != 0:
 		p, err := r.api.PipelineByNumber(ctx, r.slug, sel.PipelineNumber)
+		if errors.Is(err, circleci.ErrNotFound) {
+			// The API's 404 does not say which of project and pipeline it
+			// did not find; the project was found, so it is the pipeline.
+			if _, perr := r.api.Project(ctx, r.slug); perr == nil {
+				return &explainedError{fmt.Sprintf("%s has no pipeline %d: check the number (the web app shows it in the pipeline's URL)", r.slug, sel.PipelineNumber), err}
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("pipeline %d of %s: %w", sel.PipelineNumber, r.slug, err)
 		}
@@ -341,6 +364,38 @@ func canonicalVCS(v string) string {
 		return "bb"
 	}
 	return v
+}
+
+// explainedError says in its own words what err means here (which of
+// project and pipeline a 404 did not find, who holds a lock), and still
+// matches err with errors.Is and errors.As.
+type explainedError struct {
+	msg string
+	err error
+}
+
+func (e *explainedError) Error() string { return e.msg }
+func (e *explainedError) Unwrap() error { return e.err }
+
+// isUUID reports whether s has the shape of the IDs CircleCI gives
+// pipelines, workflows and jobs.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // matchAny reports whether name matches one of globs; no globs match everything.

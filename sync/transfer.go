@@ -241,12 +241,14 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		resp, err = e.dl.Download(ctx, a.URL, 0, "")
 	}
 	if err != nil {
+		e.opts.Progress.Size(a.Key, 0) // nothing comes from this attempt
 		if off >= 0 && hasStatus(err, http.StatusRequestedRangeNotSatisfiable) {
 			return e.startOver(ctx, a, "the kept bytes are past the artifact's end (416)")
 		}
 		return downloadError(err)
 	}
 	defer resp.Body.Close()
+	e.opts.Progress.Size(a.Key, resp.ContentLength)
 
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
 	var info sink.Info

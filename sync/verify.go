@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/artifact-sync/artifact-sync/manifest"
 	"github.com/artifact-sync/artifact-sync/sink"
@@ -24,9 +25,17 @@ type VerifyOptions struct {
 	Log      *slog.Logger
 }
 
-// VerifyResult reports what Verify found.
+// VerifyResult reports what Verify found. Its own fields say it plainly:
+// Checked entries of the manifest, of which Intact are as recorded, and the
+// keys that are Missing, Changed or Unexpected (at the destination, not in
+// the manifest); Problems counts the three lists. The embedded Summary keeps
+// the counts cli.md names for every --json summary (Skipped = Intact,
+// Failed = missing + changed, Failures their details).
 type VerifyResult struct {
 	Summary
+	Checked    int      `json:"checked"`
+	Intact     int      `json:"intact"`
+	Problems   int      `json:"problems"`
 	Missing    []string `json:"missing"`
 	Changed    []string `json:"changed"`
 	Unexpected []string `json:"unexpected"`
@@ -39,10 +48,7 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 	res := &VerifyResult{Missing: []string{}, Changed: []string{}, Unexpected: []string{}}
 	res.Destination = dest.String()
 	res.Failures = []Failure{}
-	store := opts.Manifest
-	if store == nil {
-		store = &SinkStore{Sink: dest, Prefix: ManifestPrefix}
-	}
+	store, recorded := manifestStore(dest, opts.Manifest)
 	names, err := store.List(ctx)
 	if err != nil {
 		return res, fmt.Errorf("reading the manifest at %s: %w", store, err)
@@ -50,9 +56,35 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 	if len(names) == 0 {
 		return res, fmt.Errorf("no manifest at %s: pull to this destination first, or point --manifest at it", store)
 	}
-	m, err := manifest.Open(ctx, store, manifest.Options{Destination: dest.String()})
+	m, err := manifest.Open(ctx, store, manifest.Options{Destination: recorded})
 	if err != nil {
 		return res, err
+	}
+	// A pull writing the destination now would show as false problems
+	// (files it has written but not yet recorded, files still to come).
+	if locker, ok := dest.(sink.Locker); ok {
+		lease, err := locker.Lock(ctx, sink.DefaultLockName, holder("verify"), 2*time.Minute)
+		var locked *sink.LockedError
+		switch {
+		case errors.As(err, &locked):
+			who := locked.Holder
+			if who == "" {
+				who = "another run"
+			}
+			return res, &explainedError{fmt.Sprintf("a pull is writing %s (%s): run verify when it has finished", dest, who), err}
+		case err != nil:
+			// A destination this user may read but not write (an S3
+			// policy, a read-only mount) is verified without the lock.
+			if opts.Log != nil {
+				opts.Log.Debug("verifying without the lock", "error", err)
+			}
+		default:
+			defer func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_ = lease.Release(rctx)
+			}()
+		}
 	}
 	known := make(map[string]bool, m.Len())
 	for ent := range m.Entries() {
@@ -87,7 +119,19 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 		}
 		res.Unexpected = append(res.Unexpected, info.Key)
 	}
+	res.Checked, res.Intact = res.Artifacts, res.Skipped
+	res.Problems = len(res.Missing) + len(res.Changed) + len(res.Unexpected)
 	return res, nil
+}
+
+// manifestStore is where dest's manifest lives (given, or ManifestPrefix in
+// dest) and the destination it records: manifest.SelfDestination when it
+// lives inside dest, so that a copied or moved mirror stays usable.
+func manifestStore(dest sink.Sink, given manifest.Store) (manifest.Store, string) {
+	if given != nil {
+		return given, dest.String()
+	}
+	return &SinkStore{Sink: dest, Prefix: ManifestPrefix}, manifest.SelfDestination
 }
 
 // check compares one entry with the object at its key; it returns a problem

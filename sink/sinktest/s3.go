@@ -51,6 +51,7 @@ func NewS3Bucket(t testing.TB) S3Env {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("$%s is not set, and S3 tests must not skip in CI; %s", EnvEndpoint, startServer)
 		}
+		noteSkip(t)
 		t.Skipf("$%s is not set; to run the S3 tests, %s", EnvEndpoint, startServer)
 	}
 	env := S3Env{

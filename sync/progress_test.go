@@ -1,0 +1,34 @@
+package sync
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBarCountsBytesOfEachArtifactOnce: a retried artifact's size replaces
+// its last attempt's, and one that got no response at all does not leave
+// the bar waiting for a size forever.
+func TestBarCountsBytesOfEachArtifactOnce(t *testing.T) {
+	b := &barProgress{screen: NewScreen(&strings.Builder{}, false), start: time.Now()}
+	b.Start(3)
+	b.Size("a", 100)
+	b.AddBytes(40) // cut short
+	b.Size("a", 100)
+	b.AddBytes(100)
+	b.FileDone()
+	b.Size("gone", 0) // 404: no body
+	b.FileDone()
+	if line := b.line(time.Now(), 200); !strings.Contains(line, "1 of 3 sizes not known yet") || strings.Contains(line, "%") {
+		t.Errorf("with one artifact not started: %q", line)
+	}
+	b.Size("c", 100)
+	b.AddBytes(60)
+	line := b.line(time.Now().Add(time.Second), 200)
+	if !strings.HasPrefix(line, "100%") || !strings.Contains(line, "/200 B") {
+		t.Errorf("every size known, 200 bytes in all (the retry's counted once): %q", line)
+	}
+	if !strings.Contains(line, "2/3 files") {
+		t.Errorf("files: %q", line)
+	}
+}

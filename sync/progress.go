@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	stdsync "sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
 )
@@ -263,14 +266,25 @@ func (b *barProgress) spinner(width int) string {
 	return line
 }
 
+// drawBar draws the bar of the status line, width columns: "[====>   ]",
+// rendered by progressbar and fitted into the line the rest of it makes.
 func drawBar(frac float64, width int) string {
-	inner := width - 2
-	n := int(frac * float64(inner))
-	s := strings.Repeat("=", n)
-	if n < inner {
-		s += ">" + strings.Repeat(" ", inner-n-1)
+	const steps = 1000
+	bar := progressbar.NewOptions(steps,
+		progressbar.OptionSetWriter(io.Discard),
+		progressbar.OptionSetWidth(width-2),
+		progressbar.OptionSetTheme(progressbar.Theme{Saucer: "=", SaucerHead: ">", SaucerPadding: " ", BarStart: "[", BarEnd: "]"}),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionSetElapsedTime(false),
+		progressbar.OptionSetRenderBlankState(true),
+	)
+	_ = bar.Set(int(frac * steps))
+	s := bar.String()
+	i, j := strings.IndexByte(s, '['), strings.LastIndexByte(s, ']')
+	if i < 0 || j < i {
+		return ""
 	}
-	return "[" + s + "]"
+	return s[i : j+1]
 }
 
 // bytesOf shows done of total, sharing the unit when it is the same:

@@ -32,3 +32,20 @@ func TestBarCountsBytesOfEachArtifactOnce(t *testing.T) {
 		t.Errorf("files: %q", line)
 	}
 }
+
+// The bar is exactly as wide as the line leaves it, and filled in
+// proportion to what is done.
+func TestDrawBarWidthAndFill(t *testing.T) {
+	for _, width := range []int{12, 20, 40} {
+		for _, frac := range []float64{0, 0.25, 0.5, 1} {
+			bar := drawBar(frac, width)
+			if len(bar) != width || bar[0] != '[' || bar[width-1] != ']' {
+				t.Fatalf("drawBar(%v, %d) = %q: want [...] of exactly %d columns", frac, width, bar, width)
+			}
+			filled := strings.Count(bar, "=") + strings.Count(bar, ">")
+			if want := int(frac * float64(width-2)); filled < want-1 || filled > want+1 {
+				t.Errorf("drawBar(%v, %d) = %q: %d cells filled, want about %d", frac, width, bar, filled, want)
+			}
+		}
+	}
+}

@@ -349,7 +349,7 @@ func (e *engine) fetchPartOnce(ctx context.Context, a *Artifact, p *part, body i
 	case err != nil: // the destination
 		return e.sinkError(err)
 	case n < want:
-		return &sourceError{io.ErrUnexpectedEOF}
+		return &sourceError{&cutShort{fmt.Sprintf("the answer for bytes %d-%d ended after %d of them", p.first+p.done-n, p.last, n)}}
 	}
 	return nil
 }

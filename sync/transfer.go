@@ -295,7 +295,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 				_ = resumer.DiscardPartial(ctx, a.Key)
 			}
 			e.log.Debug("ranges refused; fetching over one connection", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
-			return &sourceError{fmt.Errorf("%w: %w", io.ErrUnexpectedEOF, err)}
+			return &sourceError{&cutShort{err.Error() + "; fetching it over one connection"}}
 		}
 		if src.err != nil {
 			return &sourceError{src.err}
@@ -324,7 +324,7 @@ func (e *engine) startOver(ctx context.Context, a *Artifact, why string) error {
 		}
 	}
 	e.log.Debug("cannot resume; starting over", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "why", why)
-	return &sourceError{fmt.Errorf("%w: %s; starting over", io.ErrUnexpectedEOF, why)}
+	return &sourceError{&cutShort{why + "; starting over"}}
 }
 
 // sinkError classifies an error of the destination: permanent ones (a full
@@ -377,6 +377,14 @@ type fatalArtifact struct{ err error }
 
 func (f *fatalArtifact) Error() string { return f.err.Error() }
 func (f *fatalArtifact) Unwrap() error { return f.err }
+
+// cutShort is a download that ended before it was done, or must be done
+// again, for a reason its message gives: worth another attempt, like an
+// early EOF.
+type cutShort struct{ msg string }
+
+func (c *cutShort) Error() string { return c.msg }
+func (c *cutShort) Unwrap() error { return io.ErrUnexpectedEOF }
 
 // fatal marks errors that stop the whole run rather than one artifact.
 type fatal struct{ err error }

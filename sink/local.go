@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -607,6 +608,30 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 		l.cleanPartials()
 	}
 	return lease, err
+}
+
+// lockFile takes the lock on f, the lock file at path, without waiting (see
+// tryLock), and writes the holder into it; f is closed unless the lease is
+// returned. Someone else's lock is a *LockedError naming them, as their
+// record says.
+func lockFile(f *os.File, path, name, holder string) (Lease, error) {
+	held, err := tryLock(f)
+	if held {
+		var rec lockRecord
+		b, _ := io.ReadAll(io.LimitReader(f, 4096))
+		_ = json.Unmarshal(b, &rec)
+		f.Close()
+		return nil, &LockedError{Name: name, Holder: rec.Holder, Since: rec.Since}
+	}
+	if err != nil {
+		f.Close()
+		return nil, localErr(fmt.Errorf("lock %s: %w", path, err))
+	}
+	b, _ := json.Marshal(lockRecord{Holder: holder, Since: time.Now().UTC()})
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(b, 0)
+	}
+	return &localLease{f: f, lost: make(chan struct{})}, nil
 }
 
 // removeStaleTemps deletes the temporary files a killed run left in

@@ -10,7 +10,4 @@ import (
 
 func permanentOSError(err error) bool { return errors.Is(err, fs.ErrPermission) }
 
-func lockFile(f *os.File, path, name, holder string) (Lease, error) {
-	f.Close()
-	return nil, errors.ErrUnsupported
-}
+func tryLock(f *os.File) (bool, error) { return false, errors.ErrUnsupported }

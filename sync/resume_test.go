@@ -369,7 +369,7 @@ func TestFailedStreamStopsTheOthers(t *testing.T) {
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Bandwidth: 4 << 20,
 		Faults: circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {
 			if c.Request.Header.Get("Range") == "" {
-				return circlecitest.StallFault(1<<20, time.Minute) // the first GET stalls after the probe
+				return circlecitest.StallFault(600<<10, time.Minute) // the first GET stalls after the probe, inside its first range
 			}
 			return circlecitest.StatusFault(404, "") // every range is refused
 		})})

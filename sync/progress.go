@@ -79,6 +79,7 @@ type barProgress struct {
 	start  time.Time
 
 	found   [foundKinds]atomic.Int64
+	pipes   atomic.Int64 // pipelines the selection asks for (the newest K), 0 if not known
 	started atomic.Bool
 	files   atomic.Int64
 	done    atomic.Int64
@@ -246,7 +247,9 @@ func (b *barProgress) spinner(width int) string {
 	b.frame++
 	var parts []string
 	for k, name := range []string{"pipeline", "workflow", "job"} {
-		if n := b.found[k].Load(); n == 1 {
+		if want := b.pipes.Load(); k == int(FoundPipeline) && want > 1 {
+			parts = append(parts, fmt.Sprintf("pipelines %d/%d", b.found[k].Load(), want))
+		} else if n := b.found[k].Load(); n == 1 {
 			parts = append(parts, "1 "+name)
 		} else if n > 1 {
 			parts = append(parts, fmt.Sprintf("%d %ss", n, name))
@@ -382,10 +385,13 @@ func HumanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// observeAPI tells p what the plan resolves through api.
-func observeAPI(api API, p Progress) API {
+// observeAPI tells p what the plan of sel resolves through api.
+func observeAPI(api API, p Progress, sel *Selection) API {
 	if _, ok := p.(nopProgress); ok {
 		return api
+	}
+	if b, ok := p.(*barProgress); ok && len(sel.Jobs) == 0 && sel.PipelineID == "" && sel.PipelineNumber == 0 && len(sel.Workflows) == 0 {
+		b.pipes.Store(int64(max(sel.Pipelines, 1))) // the newest K of a branch
 	}
 	return &observedAPI{API: api, p: p}
 }

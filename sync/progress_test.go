@@ -49,3 +49,19 @@ func TestDrawBarWidthAndFill(t *testing.T) {
 		}
 	}
 }
+
+// TestSpinnerCountsTheNewestPipelines: while the newest K pipelines are
+// resolved, the spinner says how many of K are in.
+func TestSpinnerCountsTheNewestPipelines(t *testing.T) {
+	b := &barProgress{screen: NewScreen(&strings.Builder{}, false), start: time.Now()}
+	observeAPI(nil, b, &Selection{Branch: "main", Pipelines: 5})
+	for range 3 {
+		b.Found(FoundPipeline)
+	}
+	for range 12 {
+		b.Found(FoundJob)
+	}
+	if line := b.spinner(80); !strings.Contains(line, "resolving: pipelines 3/5, 12 jobs") {
+		t.Errorf("spinner: %q", line)
+	}
+}

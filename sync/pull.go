@@ -185,7 +185,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	var arts []*Artifact
-	skipped, err := Collect(ctx, observeAPI(api, e.opts.Progress), slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
+	skipped, err := Collect(ctx, observeAPI(api, e.opts.Progress, sel), slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
 	sum.Passed = skipped
 	for _, msg := range sel.UnmatchedGlobs() {
 		e.log.Warn(msg)

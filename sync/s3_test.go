@@ -2,10 +2,13 @@ package sync_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"testing"
+	"testing/iotest"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/sink"
 	"github.com/artifact-sync/artifact-sync/sink/sinktest"
 	ccsync "github.com/artifact-sync/artifact-sync/sync"
 )
@@ -63,5 +66,42 @@ func TestPullToS3ThenRerunAndVerify(t *testing.T) {
 	res, err = ccsync.Verify(t.Context(), fresh, ccsync.VerifyOptions{})
 	if err != nil || len(res.Missing) != 1 {
 		t.Fatalf("verify after a delete: %+v, %v", res, err)
+	}
+}
+
+// An upload to S3 cut after its last part went up, before it was completed
+// (a kill at that instant), is completed by the next run from what is kept:
+// one byte is asked for to prove the version, and no part is sent again.
+func TestS3UploadKeptWholeIsCompleted(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	const size = 10 << 20 // two 5 MiB parts
+	w, a := bigWorld(size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	dest := env.NewS3(t, "whole")
+	data := content(t, a)
+	_, err := dest.Put(t.Context(), defaultKey(a), io.MultiReader(bytes.NewReader(data), iotest.ErrReader(errCut)),
+		sink.PutOptions{Size: size, Validator: a.ETag()})
+	if !errors.Is(err, errCut) {
+		t.Fatalf("making an upload kept whole: %v", err)
+	}
+	if p, err := dest.Partial(t.Context(), defaultKey(a)); err != nil || p.Size != size {
+		t.Fatalf("Partial = %+v, %v; want every byte kept", p, err)
+	}
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, pullOpts())
+	if err != nil || sum.Transferred != 1 || sum.Failed != 0 {
+		t.Fatalf("pull: %+v, %v", sum, err)
+	}
+	if got := srv.BytesServed(); got > 1 {
+		t.Errorf("served %d bytes, want 1 (the byte that proves the version)", got)
+	}
+	rc, err := dest.Open(t.Context(), defaultKey(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Errorf("the completed object differs from the artifact")
 	}
 }

@@ -223,7 +223,8 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 
 	// A resume asks for at least the last byte, so that the answer always
 	// carries a Content-Range with the total to check, even when every byte
-	// is kept (then the file is completed and checked, not fetched again).
+	// is kept (then the object is completed from what is kept, and that
+	// byte is not used).
 	var off int64 = -1
 	var resp *http.Response
 	var err error
@@ -261,9 +262,16 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		}
 		opts := sink.PutOptions{Size: part.Total, Metadata: metadata(a), Validator: part.Validator}
 		e.log.Debug("resuming", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "bytes", keptBytes(part))
-		if rr, rd, ok := e.rangeResume(a, part.Total); ok && part.Size < part.Total {
+		switch rr, rd, ok := e.rangeResume(a, part.Total); {
+		case part.Size == part.Total:
+			// Every byte is kept, and the answer proved them the same
+			// version: complete the object with nothing more (the sink
+			// may resume only where its kept bytes end, e.g. at an S3
+			// part boundary).
+			info, err = resumer.PutFrom(ctx, a.Key, part.Total, strings.NewReader(""), opts)
+		case ok:
 			info, err = e.resumeRanges(ctx, a, resp, rr, rd, part, opts)
-		} else {
+		default:
 			info, err = resumer.PutFrom(ctx, a.Key, off, src, opts)
 		}
 	case resp.StatusCode == http.StatusPartialContent:

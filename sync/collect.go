@@ -26,6 +26,7 @@ type Artifact struct {
 	Key       string `json:"-"` // destination key from the layout; empty if refused
 
 	noRanges bool // the server refused a range request for this artifact
+	resumed  bool // the last attempt continued kept bytes
 }
 
 // JobFailure is a job whose artifacts could not be listed.

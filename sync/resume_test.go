@@ -391,3 +391,36 @@ func TestFailedStreamStopsTheOthers(t *testing.T) {
 		t.Errorf("took %s: the stream reading the stalled first answer was not stopped when the others failed", d)
 	}
 }
+
+// brokenResume is a destination that cannot continue what it kept.
+type brokenResume struct{ *sink.Memory }
+
+func (b brokenResume) PutFrom(ctx context.Context, key string, off int64, r io.Reader, opts sink.PutOptions) (sink.Info, error) {
+	return sink.Info{}, errors.New("cannot continue here")
+}
+
+// Kept bytes the destination keeps failing to continue are dropped when
+// the artifact fails, so the next run fetches it afresh instead of failing
+// the same way on every run.
+func TestKeptBytesThatCannotBeContinuedAreDropped(t *testing.T) {
+	const size = 300_000
+	w, a := bigWorld(size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	mem := sink.NewMemory()
+	data := content(t, a)
+	mem.Put(t.Context(), defaultKey(a), io.MultiReader(bytes.NewReader(data[:size/2]), iotest.ErrReader(errCut)), sink.PutOptions{Size: size, Validator: a.ETag()})
+	opts := pullOpts()
+	opts.Retries = 2
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, brokenResume{mem}, opts)
+	if err != nil || sum.Failed != 1 {
+		t.Fatalf("pull through a destination that cannot resume: %+v, %v; want the artifact failed", sum, err)
+	}
+	if p, _ := mem.Partial(t.Context(), defaultKey(a)); p.Size != 0 {
+		t.Fatalf("the kept bytes are still there after the artifact failed: %+v", p)
+	}
+	sum, err = ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, mem, opts)
+	if err != nil || sum.Transferred != 1 {
+		t.Fatalf("next run: %+v, %v", sum, err)
+	}
+}

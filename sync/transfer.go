@@ -143,6 +143,15 @@ func (e *engine) transfer(ctx context.Context, a *Artifact) error {
 			if attempt > 1 {
 				err = fmt.Errorf("after %d attempts: %w", attempt, err)
 			}
+			var se *sourceError
+			if a.resumed && !errors.As(err, &se) {
+				// The destination kept failing to continue what it
+				// kept: drop it, so that the next run starts this
+				// artifact afresh instead of failing the same way.
+				if r, ok := e.dest.(sink.Resumer); ok {
+					_ = r.DiscardPartial(context.WithoutCancel(ctx), a.Key)
+				}
+			}
 			return err
 		}
 		e.log.Debug("transfer attempt failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "attempt", attempt, "error", err)
@@ -253,8 +262,10 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
 	var info sink.Info
+	a.resumed = false
 	switch {
 	case off >= 0 && resp.StatusCode == http.StatusPartialContent:
+		a.resumed = true
 		cr, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || cr.first != off || cr.last != part.Total-1 || cr.total != part.Total ||
 			(resp.ContentLength >= 0 && resp.ContentLength != cr.last-cr.first+1) {

@@ -130,6 +130,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		if lockErr != nil {
 			return sum, lockErr
 		}
+		e.log.Debug("lock held", "destination", dest.String())
 		lease = l
 		// A lease lost mid-run (taken over, or not renewable in time) stops
 		// this run before it writes beside the new holder: Pull returns the
@@ -172,6 +173,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	if err != nil {
 		return sum, err
 	}
+	e.log.Debug("manifest loaded", "entries", m.Len())
 	e.man = m
 	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
@@ -416,7 +418,11 @@ func (e *engine) listDest(ctx context.Context) func() (map[string]int64, error) 
 		})
 	}
 	done := make(chan error, 1)
-	go func() { done <- g.Wait() }()
+	go func() {
+		err := g.Wait()
+		e.log.Debug("destination listed", "prefixes", len(prefixes), "objects", len(present))
+		done <- err
+	}()
 	return stdsync.OnceValues(func() (map[string]int64, error) {
 		if err := <-done; err != nil {
 			return nil, err

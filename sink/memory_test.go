@@ -96,7 +96,7 @@ func TestMemoryBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	bound := uint64(cfg.Concurrency+1) * uint64(cfg.PartSize)
-	const slack = 8 * MiB // GC lag, HTTP and SDK buffers
+	const slack = 12 * MiB // GC lag (more on a busy machine), HTTP and SDK buffers
 	for _, size := range []int64{streamSize, -1} {
 		peak := peakHeap(t, func() {
 			info, err := s.Put(t.Context(), "big", &zeroes{streamSize}, sink.PutOptions{Size: size})

@@ -76,3 +76,24 @@ func escapePath(segments ...string) string {
 	}
 	return strings.Join(esc, "/")
 }
+
+// IsUUID reports whether s has the shape of the IDs CircleCI gives
+// pipelines, workflows and jobs.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"strconv"
-	"strings"
 	stdsync "sync"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -62,14 +61,14 @@ func (s *Selection) Validate() error {
 	if s.Pipelines < 0 {
 		return errors.New("--pipelines must be 1 or more")
 	}
-	if s.PipelineID != "" && !isUUID(s.PipelineID) {
+	if s.PipelineID != "" && !circleci.IsUUID(s.PipelineID) {
 		if n, err := strconv.ParseInt(s.PipelineID, 10, 64); err == nil && n > 0 {
 			return fmt.Errorf("--pipeline takes a pipeline's ID (a UUID); for pipeline number %d use --pipeline-number %d", n, n)
 		}
 		return fmt.Errorf("--pipeline %q is not a pipeline ID: give the UUID shown in the pipeline's page, or --pipeline-number N", s.PipelineID)
 	}
 	for _, id := range s.Workflows {
-		if !isUUID(id) {
+		if !circleci.IsUUID(id) {
 			return fmt.Errorf("--workflow %q is not a workflow ID: give the UUID from the workflow's URL (inside a CircleCI job: \"$CIRCLE_WORKFLOW_ID\")", id)
 		}
 	}
@@ -376,27 +375,6 @@ type explainedError struct {
 
 func (e *explainedError) Error() string { return e.msg }
 func (e *explainedError) Unwrap() error { return e.err }
-
-// isUUID reports whether s has the shape of the IDs CircleCI gives
-// pipelines, workflows and jobs.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // matchAny reports whether name matches one of globs; no globs match everything.
 func matchAny(globs []string, name string) bool {

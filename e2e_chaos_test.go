@@ -414,6 +414,12 @@ func settle(srv *circlecitest.Server) {
 // little buffered.
 func chaosLargeStep(streams int) int64 { return int64(streams)<<20 + 1<<20 }
 
+// chaosKillWindow is how much of a large download's arrival a SIGKILL may
+// lose beyond chaosLargeStep: the sink checkpoints a slow download every
+// second (at least 1 MiB), a fast one every 16 MiB; with slack for a
+// checkpoint's fsync on a loaded machine.
+const chaosKillWindow = 1500 * time.Millisecond
+
 // chaosAccount keeps, per artifact, the bytes served over all runs and the
 // allowance the bytes bound grants.
 type chaosAccount struct {
@@ -621,7 +627,13 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 			}
 			lost := n
 			if !tr.s3 && a.Size() >= tr.cutoff && !tr.atFinalKey(d, k, a.Size()) {
-				lost = min(n, chaosLargeStep(tr.streams))
+				step := chaosLargeStep(tr.streams)
+				if sent != nil && sent.sig == syscall.SIGKILL {
+					// A kill also loses what arrived since the file's
+					// last checkpoint: about a second of its streams.
+					step += int64(chaosKillWindow) * tr.bandwidth * int64(tr.streams) / int64(time.Second)
+				}
+				lost = min(n, step)
 				st := srv.Downloads(a)
 				if !ac.refetch[a] && st.Completed > 0 && (tr.streams == 1 || n >= a.Size()) {
 					// The run received the artifact's last byte

@@ -362,7 +362,7 @@ const writebackStep = 8 << 20
 
 // writebackWriter writes to the end of a kept file and starts the disk
 // writes of every writebackStep bytes as they arrive, so that a large file's
-// fsync does not have to write it all at the end; every checkpointStep bytes
+// fsync does not have to write it all at the end; when a checkpoint is due
 // it checkpoints the file, so a kill keeps what arrived. It hides
 // *os.File's ReadFrom, so io.CopyBuffer uses our buffer and the checked
 // reader sees every read.
@@ -378,7 +378,7 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 		startWriteback(w.k.f, w.kicked, w.wrote-w.kicked)
 		w.kicked = w.wrote
 	}
-	if err == nil && w.wrote-w.saved >= checkpointStep {
+	if err == nil && w.k.due(w.wrote-w.saved) {
 		err = w.k.checkpoint(w.spans())
 		w.saved = w.wrote
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,8 +43,21 @@ func validSpans(spans []Span, size int64) bool {
 // checkpointStep is how many bytes of an object arrive between two
 // checkpoints: the file is made durable and the spans it holds recorded, so
 // that a run killed (or a machine that loses power) in the middle of a large
-// download loses at most this much of it per file.
-const checkpointStep = 16 << 20
+// download loses at most this much of it per file. A slow download is
+// checkpointed every checkpointEvery as well, once checkpointMin bytes
+// wait, so that a kill loses about a second of it rather than 16 MiB.
+const (
+	checkpointStep  = 16 << 20
+	checkpointMin   = 1 << 20
+	checkpointEvery = time.Second
+)
+
+// due reports whether unsaved bytes written since the last checkpoint are
+// worth a checkpoint now.
+func (k *keptFile) due(unsaved int64) bool {
+	return unsaved >= checkpointStep ||
+		(unsaved >= checkpointMin && time.Since(time.Unix(0, k.since.Load())) >= checkpointEvery)
+}
 
 // partialMaxAge is how long kept bytes of an object are worth keeping:
 // CircleCI deletes artifacts after 30 days, so nothing older can be resumed.
@@ -74,14 +88,17 @@ type keptFile struct {
 	key    string
 	opts   PutOptions
 	f      *os.File
-	path   string // where f is now: a slash path below the destination
-	inSlot bool   // path is key's partial slot
+	path   string       // where f is now: a slash path below the destination
+	inSlot bool         // path is key's partial slot
+	since  atomic.Int64 // unix nanoseconds when the file was opened or last checkpointed
 
 	mu stdsync.Mutex // serializes checkpoints
 }
 
 func (l *Local) newKept(key string, f *os.File, rel string, opts PutOptions) *keptFile {
-	return &keptFile{l: l, key: key, opts: opts, f: f, path: rel}
+	k := &keptFile{l: l, key: key, opts: opts, f: f, path: rel}
+	k.since.Store(time.Now().UnixNano())
+	return k
 }
 
 // checkpoint makes spans durable and describes them in the partial slot.
@@ -110,6 +127,7 @@ func (k *keptFile) checkpoint(spans []Span) error {
 	if err != nil {
 		return err
 	}
+	k.since.Store(time.Now().UnixNano())
 	return writeFileAtomic(k.l, k.path+".json", meta)
 }
 
@@ -217,6 +235,7 @@ func (l *Local) claimPartial(key string, keep int64, opts PutOptions) (*keptFile
 		return nil, nil, localErr(err)
 	}
 	k := &keptFile{l: l, key: key, opts: opts, f: f, path: slot, inSlot: true}
+	k.since.Store(time.Now().UnixNano())
 	if !slices.Equal(spans, meta.Spans) || meta.Validator != opts.Validator || meta.Total != opts.Size {
 		if err := k.checkpoint(spans); err != nil {
 			f.Close()

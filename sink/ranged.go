@@ -42,7 +42,7 @@ type Pending interface {
 // is computed as the file fills: a goroutine hashes the written prefix of
 // the file (read back from the page cache) as soon as it grows, and starts
 // its writes to disk, so Commit is left with little to hash and to sync
-// when the pieces arrive roughly in order. Every checkpointStep bytes the
+// when the pieces arrive roughly in order. At every checkpoint the
 // written spans are made durable and described (see keptFile), so Abort,
 // a kill or a power cut keeps them for Reopen.
 func (l *Local) Create(ctx context.Context, key string, size int64, opts PutOptions) (Pending, error) {
@@ -103,7 +103,7 @@ func (p *localPending) WriteAt(b []byte, off int64) (int, error) {
 		}
 		p.unsaved += int64(n)
 		var spans []Span
-		if p.unsaved >= checkpointStep {
+		if p.k.due(p.unsaved) {
 			p.unsaved = 0
 			spans = slices.Clone(p.spans)
 		}

@@ -44,8 +44,9 @@
 // # Kept bytes and crash safety (Local)
 //
 // A large object's file moves from tmp/ to its key's slot in
-// DEST/.artifact-sync/partial/ at its first checkpoint, every 16 MiB
-// after that, and when a write fails or is cancelled. A checkpoint fsyncs
+// DEST/.artifact-sync/partial/ at its first checkpoint. Checkpoints come
+// every 16 MiB, every second once 1 MiB waits, and when a write fails or is
+// cancelled. A checkpoint fsyncs
 // the file, then replaces the slot's description (written to a temporary
 // file, fsynced, renamed) with the spans written before that fsync began.
 // So at every instant a description names only bytes that are on disk:

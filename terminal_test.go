@@ -266,12 +266,13 @@ func TestNoEscapeCodesWhenPiped(t *testing.T) {
 	}
 }
 
-// TestSkippedS3TestsAreCounted: "go test" without an S3 server says, in the
-// terminal it runs in, how many S3 tests it skipped and how to run them
-// (a skip alone is silent: go test shows "ok" for the package).
+// TestSkippedS3TestsAreCounted: "go test" without an S3 server says once,
+// in the terminal it runs in, how many S3 tests it skipped and how to run
+// them (a skip alone is silent: go test shows "ok" for the package), even
+// when several packages skipped some.
 func TestSkippedS3TestsAreCounted(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs the sink tests")
+		t.Skip("builds and runs the sink and sync tests")
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	if out, err := exec.Command("go", "env", "GOCACHE", "GOPATH").Output(); err == nil {
@@ -279,10 +280,17 @@ func TestSkippedS3TestsAreCounted(t *testing.T) {
 		env = append(env, "GOCACHE="+f[0], "GOPATH="+f[1])
 	}
 	wd, _ := os.Getwd()
-	term := startTerminal(t, 200, 10, env, "cd "+shellQuote(wd)+" && go test -count=1 -run 'TestS3' ./sink")
-	last := term.watch(5 * time.Minute)
-	screen := last[len(last)-1]
-	if !regexp.MustCompile(`sink: \d+ S3 tests skipped: \$ARTIFACT_SYNC_TEST_S3_ENDPOINT is not set; bash \.ci/run`).MatchString(screen) {
-		t.Errorf("go test did not say how many S3 tests it skipped:\n%s", screen)
+	line := regexp.MustCompile(`(\d+) S3 tests skipped: \$ARTIFACT_SYNC_TEST_S3_ENDPOINT is not set; bash \.ci/run starts an S3 server and runs them \(see README, Development\) \((.*)\)`)
+	for _, tc := range []struct{ pkgs, want string }{
+		{"./sink", `^sink \d+$`},
+		{"./sink ./sync", `^sink \d+, sync \d+$`},
+	} {
+		term := startTerminal(t, 250, 20, env, "cd "+shellQuote(wd)+" && go test -count=1 -run 'TestS3|TestPullToS3' "+tc.pkgs)
+		last := term.watch(5 * time.Minute)
+		screen := last[len(last)-1]
+		found := line.FindAllStringSubmatch(screen, -1)
+		if len(found) != 1 || !regexp.MustCompile(tc.want).MatchString(found[0][2]) || strings.Count(screen, "S3 test") != 1 {
+			t.Errorf("go test %s: want one line with the total and each package's count (%s):\n%s", tc.pkgs, tc.want, screen)
+		}
 	}
 }

@@ -113,7 +113,9 @@ func TestS3KilledWriter(t *testing.T) {
 	data := sinktest.Data(4, 23<<20)
 	opts := sink.PutOptions{Size: int64(len(data)), Validator: `"v7"`}
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &cancelAfter{r: bytes.NewReader(data), after: 17 << 20, cancel: cancel}
+	r := &cancelAfter{r: bytes.NewReader(data), after: 17 << 20, cancel: cancel, wait: func() bool {
+		return partsUp(env, "k/cancelled") > 0
+	}}
 	if _, err := s.Put(ctx, "k/cancelled", r, opts); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled Put: %v", err)
 	}
@@ -166,15 +168,42 @@ type cancelAfter struct {
 	n      int
 	after  int
 	cancel context.CancelFunc
+	// wait, if set, is polled before the cancel until it holds (at most
+	// 30 s): a slow machine must not cancel before a part went up.
+	wait func() bool
 }
 
 func (c *cancelAfter) Read(p []byte) (int, error) {
 	if c.n >= c.after {
+		for deadline := time.Now().Add(30 * time.Second); c.wait != nil && !c.wait() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
 		c.cancel()
 	}
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+// partsUp counts the parts the server holds of key's open multipart uploads.
+func partsUp(env sinktest.S3Env, key string) int {
+	c := env.Client()
+	ctx := context.Background()
+	ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(env.Bucket)})
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, u := range ups.Uploads {
+		if aws.ToString(u.Key) != key {
+			continue
+		}
+		parts, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(env.Bucket), Key: u.Key, UploadId: u.UploadId})
+		if err == nil {
+			n += len(parts.Parts)
+		}
+	}
+	return n
 }
 
 type errAfter struct{ err error }

@@ -56,19 +56,48 @@ func (e *ListingError) Error() string {
 // selected job, calling found for each artifact that passes --include and
 // --exclude. Jobs are listed concurrently (api bounds the requests in flight)
 // and found is called from one goroutine at a time, as soon as each listing
-// page arrives.
+// page arrives. A job that resolution reaches twice is listed once.
 //
 // A job whose listing fails stays with that job: Collect goes on with the
 // others and returns a *ListingError naming it. Only what makes every
 // listing pointless stops it: a rejected token, resolution errors,
 // cancellation.
 func Collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, log *slog.Logger, found func(Artifact)) ([]Skipped, error) {
+	return collect(ctx, api, slug, sel, log, found, nil)
+}
+
+// CollectJobs is Collect handing over each job's artifacts at once, as soon
+// as that job's listing has ended (and never those of a job whose listing
+// failed), from one goroutine at a time while other jobs are still being
+// resolved and listed.
+func CollectJobs(ctx context.Context, api API, slug circleci.Slug, sel *Selection, log *slog.Logger, listed func(Job, []Artifact)) ([]Skipped, error) {
+	pending := map[int64][]Artifact{}
+	return collect(ctx, api, slug, sel, log,
+		func(a Artifact) { pending[a.JobNumber] = append(pending[a.JobNumber], a) },
+		func(j Job, ok bool) {
+			arts := pending[j.JobNumber]
+			delete(pending, j.JobNumber)
+			if ok {
+				listed(j, arts)
+			}
+		})
+}
+
+// collect is Collect, calling jobEnd (if not nil) after the last found of
+// each job, with ok false if its listing failed (then what it found of that
+// job is no plan). found and jobEnd are called with one lock held.
+func collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, log *slog.Logger, found func(Artifact), jobEnd func(j Job, ok bool)) ([]Skipped, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	var mu stdsync.Mutex
 	var failed []JobFailure
+	seen := map[int64]bool{} // jobs listed; Resolve emits one at a time
 	skipped, err := Resolve(gctx, api, slug, sel, log, func(j Job) {
+		if seen[j.JobNumber] {
+			return // e.g. --job 7 --job 7, or a workflow given twice
+		}
+		seen[j.JobNumber] = true
 		g.Go(func() error {
 			for a, err := range api.Artifacts(gctx, slug, j.JobNumber) {
 				if err != nil {
@@ -80,6 +109,9 @@ func Collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, l
 					}
 					mu.Lock()
 					failed = append(failed, JobFailure{Job: j, Err: err})
+					if jobEnd != nil {
+						jobEnd(j, false)
+					}
 					mu.Unlock()
 					return nil
 				}
@@ -88,6 +120,11 @@ func Collect(ctx context.Context, api API, slug circleci.Slug, sel *Selection, l
 				}
 				mu.Lock()
 				found(Artifact{Job: j, NodeIndex: a.NodeIndex, Path: a.Path, URL: a.URL})
+				mu.Unlock()
+			}
+			if jobEnd != nil && gctx.Err() == nil {
+				mu.Lock()
+				jobEnd(j, true)
 				mu.Unlock()
 			}
 			return nil

@@ -75,6 +75,12 @@ type Options struct {
 	MaxJournals int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+	// Durable, if set, makes durable the data that recorded entries name,
+	// for a destination that leaves its fsyncs to batches: it is called
+	// before each journal or snapshot write, after the entries that write
+	// holds were taken, so no entry reaches the store before its data is
+	// durable. Its error fails that write like the store's own.
+	Durable func(ctx context.Context) error
 }
 
 const (
@@ -480,9 +486,12 @@ func (m *Manifest) writeJournal(ctx context.Context, recs []record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	m.seq++
-	name := journalName(m.opts.Run, m.seq)
+	name := journalName(m.opts.Run, m.seq+1)
 	loc := location(m.st, name)
+	if err := m.durable(ctx); err != nil {
+		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: err}
+	}
+	m.seq++
 	data, err := encodeJournal(journalHeader{
 		Format:      formatVersion,
 		Tool:        m.opts.ToolVersion,
@@ -502,6 +511,14 @@ func (m *Manifest) writeJournal(ctx context.Context, recs []record) error {
 	return nil
 }
 
+// durable calls Options.Durable.
+func (m *Manifest) durable(ctx context.Context) error {
+	if m.opts.Durable == nil {
+		return nil
+	}
+	return m.opts.Durable(ctx)
+}
+
 // compact writes a snapshot of every entry, naming the journals it
 // includes, then removes those journals. m.flushMu must be held.
 //
@@ -515,6 +532,10 @@ func (m *Manifest) compact(ctx context.Context) error {
 	names := slices.Concat(m.merged, m.journals)
 	slices.Sort(names)
 	loc := location(m.st, snapshotName)
+	entries := m.sorted()
+	if err := m.durable(ctx); err != nil {
+		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: err}
+	}
 	data, err := encodeSnapshot(snapshotHeader{
 		Format:      formatVersion,
 		Tool:        m.opts.ToolVersion,
@@ -524,7 +545,7 @@ func (m *Manifest) compact(ctx context.Context) error {
 		Run:         m.opts.Run,
 		Generation:  m.gen,
 		Journals:    names,
-	}, m.sorted())
+	}, entries)
 	if err != nil {
 		return &Error{Location: loc, Problem: "cannot encode: " + err.Error(), Err: err}
 	}

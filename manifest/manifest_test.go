@@ -606,3 +606,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Options.Durable runs before every journal and snapshot write, after the
+// entries the write holds were taken; when it fails nothing is written and
+// the entries wait for the next write.
+func TestDurableBeforeEveryWrite(t *testing.T) {
+	st := new(MemStore)
+	opts := testOptions("d")
+	var fail atomic.Bool
+	var calls atomic.Int32
+	opts.Durable = func(context.Context) error {
+		calls.Add(1)
+		if fail.Load() {
+			return errInjected
+		}
+		return nil
+	}
+	m := mustOpen(t, st, opts)
+	a, b := testEntry("d", 1), testEntry("d", 2)
+	mustRecord(t, m, a)
+	fail.Store(true)
+	if err := m.Flush(t.Context()); !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "durable") {
+		t.Fatalf("Flush with Durable failing = %v, want its error", err)
+	}
+	if names, _ := st.List(t.Context()); len(names) != 0 {
+		t.Fatalf("a journal was written although Durable failed: %v", names)
+	}
+	fail.Store(false)
+	mustRecord(t, m, b)
+	if err := m.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wantEntries(t, reload(t, crashCopy(t, st)), a, b)
+	before := calls.Load()
+	mustClose(t, m) // the snapshot
+	if calls.Load() == before {
+		t.Error("Close wrote a snapshot without calling Durable first")
+	}
+	wantEntries(t, reload(t, st), a, b)
+}

@@ -83,3 +83,17 @@ type Lease interface {
 	// Err is nil while the lease is held, and the reason it was lost after.
 	Err() error
 }
+
+// Batcher is implemented by sinks that can leave the fsyncs that make an
+// object durable to a later Sync, so that the many objects placed between
+// two manifest writes share one flush to disk instead of two fsyncs each.
+type Batcher interface {
+	// Batch turns batching on, before the first Put, and reports whether
+	// the sink batches (it may not, where nothing beats an fsync per file).
+	// From then on Put and PutFrom return once the object is complete at
+	// its key, safe from a crash of the process but not yet from a crash
+	// of the machine.
+	Batch() bool
+	// Sync makes every object placed before it was called durable.
+	Sync(ctx context.Context) error
+}

@@ -55,6 +55,10 @@ type Local struct {
 
 	onSyncDir func(rel string) // tests: called after each folder sync
 
+	// batch, if not nil, holds what was placed and awaits Sync (see
+	// Batch): then files and folders are placed without their fsyncs.
+	batch *batch
+
 	// partials says whether partial writes may exist, so that the many
 	// transfers of a run that has none (almost every run) skip the
 	// syscalls of looking for and removing them.
@@ -205,8 +209,10 @@ func (l *Local) ensureDir(rel string) error {
 		if err := l.root.Mkdir(native(rel), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return localErr(err)
 		}
-		if err := l.syncDir(parent); err != nil {
-			return localErr(err)
+		if isInternal(rel) || !l.unsynced(nil, parent) {
+			if err := l.syncDir(parent); err != nil {
+				return localErr(err)
+			}
 		}
 		fi, err = l.root.Lstat(native(rel))
 	}
@@ -315,12 +321,15 @@ func (l *Local) commit(ctx context.Context, k *keptFile, w *writebackWriter, cr 
 
 // place makes k's complete file durable and moves it to its key: fsync,
 // rename into place (into folders made durably), close, fsync the folder.
+// A batching Local (see Batch) leaves the fsyncs to Sync.
 // A key whose folder is a link or a file, or that is a folder itself, is an
 // ErrPathConflict of that key alone.
 func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 	f := k.f
-	if err := f.Sync(); err != nil {
-		return nil, err
+	if l.batch == nil {
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -346,6 +355,13 @@ func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 		return nil, err
 	}
 	k.path = k.key
+	if l.unsynced(f, dir) {
+		if l.batch.mode != batchFsync { // which fsyncs and closes it in Sync
+			f.Close()
+		}
+		k.placed()
+		return fi, nil
+	}
 	f.Close()
 	k.placed()
 	return fi, l.syncDir(dir)

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package sink
+
+import (
+	"errors"
+	"os"
+)
+
+const haveSyncfs = false
+
+func syncfs(*os.File) error { return errors.ErrUnsupported }

@@ -209,7 +209,9 @@ func (l *Local) ensureDir(rel string) error {
 		if err := l.root.Mkdir(native(rel), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return localErr(err)
 		}
-		if isInternal(rel) || !l.unsynced(nil, parent) {
+		// The tool's own folders are made durable at once: checkpoints
+		// rely on them, outside any batch.
+		if rel == stateDir || strings.HasPrefix(rel, stateDir+"/") || !l.unsynced(nil, parent) {
 			if err := l.syncDir(parent); err != nil {
 				return localErr(err)
 			}

@@ -43,3 +43,65 @@ func TestLocalSyncsNewFolders(t *testing.T) {
 		t.Errorf("second file synced %q, want only its folder", synced)
 	}
 }
+
+// A batching Local places files at once, readable at their keys, and
+// leaves their fsyncs and their folders' to Sync: with per-file fsyncs
+// (the fsync way of batching, which can be watched) no folder is synced by
+// a Put, and Sync syncs each folder that received a file or a folder once.
+func TestLocalBatchLeavesFsyncsToSync(t *testing.T) {
+	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "off")
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Batch() {
+		t.Fatal("Batch() = true with ARTIFACT_SYNC_BATCH_SYNC=off")
+	}
+	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "fsync")
+	if l, err = NewLocal(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Batch() {
+		t.Fatal("Batch() = false with ARTIFACT_SYNC_BATCH_SYNC=fsync")
+	}
+	// The state folders first: those are made durable at once.
+	if _, err := l.Put(t.Context(), "0/first", strings.NewReader("x"), PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var mu stdsync.Mutex
+	var synced []string
+	l.onSyncDir = func(rel string) {
+		mu.Lock()
+		synced = append(synced, rel)
+		mu.Unlock()
+	}
+	for _, key := range []string{"1/0/a.txt", "1/0/b.txt", "1/0/d/c.txt", "2/0/e.txt"} {
+		if _, err := l.Put(t.Context(), key, strings.NewReader(key), PutOptions{Size: int64(len(key))}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := l.Open(t.Context(), key); err != nil {
+			t.Fatalf("%s not readable after Put: %v", key, err)
+		} else {
+			got.Close()
+		}
+	}
+	mu.Lock()
+	for _, rel := range synced {
+		if rel != stateDir && !strings.HasPrefix(rel, stateDir+"/") {
+			t.Errorf("Put synced folder %q; a batching Local leaves that to Sync", rel)
+		}
+	}
+	synced = nil
+	mu.Unlock()
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(synced)
+	if want := []string{"", "0", "1", "1/0", "1/0/d", "2", "2/0"}; !slices.Equal(synced, want) {
+		t.Errorf("Sync synced folders %q, want %q", synced, want)
+	}
+	synced = nil
+	if err := l.Sync(t.Context()); err != nil || len(synced) != 0 {
+		t.Errorf("a second Sync with nothing placed synced %q (%v)", synced, err)
+	}
+}

@@ -729,19 +729,14 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 	if err != nil {
 		return nil, usagef("--max-artifact-size %q: %v; give a size such as 64G", a.maxSize, err)
 	}
-	// A rejected token or an unknown project stops the run before the
-	// destination is touched: a new DEST is neither created nor locked.
-	if _, err := client.Project(ctx, slug); err != nil {
-		return nil, fmt.Errorf("project %s: %w", slug, err)
-	}
-	dest, store, err := a.destination(ctx)
-	if err != nil {
-		return nil, err
-	}
 	opts := ccsync.PullOptions{
 		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff, MaxArtifactSize: maxSize,
 		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
-		Manifest: store, ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout, JSON: a.asJSON,
+		ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout, JSON: a.asJSON,
+		// Opened once the API has confirmed the project (a rejected token
+		// or an unknown project leaves a new DEST uncreated), while the
+		// selection resolves.
+		Open: a.destination,
 	}
 	if !a.dryRun && !a.quiet {
 		if a.screen.IsTerminal() {
@@ -753,7 +748,7 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 		defer opts.Progress.Finish()
 	}
 	api := ccsync.LimitAPI(client, 8)
-	return ccsync.Pull(ctx, api, client, slug, &a.sel, dest, opts)
+	return ccsync.Pull(ctx, api, client, slug, &a.sel, nil, opts)
 }
 
 // pullSummary is pull's --json summary: the run's counts, and when it did

@@ -61,7 +61,35 @@
 //     that were cut;
 //   - the final rename into place comes after an fsync of the whole file,
 //     and the manifest records the object only after that rename and an
-//     fsync of its folder.
+//     fsync of its folder; or, batched (below), the manifest records it
+//     only after a Sync that began after the rename.
+//
+// # Batched durability (Local, Batcher)
+//
+// Two fsyncs per small file (the file, then its folder) cost more than
+// the file. Pull therefore turns batching on: a finished file is renamed
+// into place as before, without those fsyncs, and every manifest write
+// (journal or snapshot) first calls Sync, which makes durable everything
+// placed before it: one syncfs(2) of the destination's file system on
+// Linux (or, with ARTIFACT_SYNC_BATCH_SYNC=fsync, fsyncs of the batch's
+// files and then of their folders; elsewhere the fsyncs stay per file).
+// The manifest takes the entries of a write before calling Sync, and an
+// entry is recorded only after its file was renamed, so:
+//
+//   - a record in the manifest store always names a file (and folders)
+//     that a Sync which began after its rename made durable, so a power cut
+//     never leaves a record of data the disk may not hold: the same
+//     guarantee as an fsync per file;
+//   - a kill of the process loses nothing placed: the page cache outlives
+//     the process, so what was renamed is complete at its key, recorded or
+//     not;
+//   - a power cut may leave a file that was renamed but not yet synced
+//     empty or short at its key. No record names it, so the next pull
+//     fetches it again and replaces it; a record of an older version of
+//     that key no longer matches its size, so repair fetches it too.
+//
+// Sync fails like a journal write: the records wait in memory and the
+// next write tries again; a run that cannot sync at its end fails.
 //
 // What the description does not prove is the version: the caller resumes
 // only when the source answers with the same validator (If-Range) and the

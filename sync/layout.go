@@ -125,6 +125,42 @@ func (l *Layout) Uses(name string) bool {
 	return false
 }
 
+// Disjoint reports whether the layout keeps the artifacts of every job node
+// apart by construction: its keys are a folder that names the job and the
+// node unambiguously, then {path}. Then no two artifacts of different job
+// nodes can land on one key, or need one name as a file and as a folder,
+// so each job's plan can be made, and its transfers started, as soon as its
+// own listing ends.
+//
+// The folder's text before {path} may hold only fixed text, {project}
+// (the same for every artifact of a run), and {job_number}, {node_index}
+// and {pipeline_number}, each followed by fixed text that does not start
+// with a digit (so "{job_number}{node_index}" does not qualify: 1 and 12
+// would read as 11 and 2). Such a folder has the same number of '/' for
+// every artifact, so two different folders differ in a whole element.
+func (l *Layout) Disjoint() bool {
+	n := len(l.parts)
+	if n < 2 || l.parts[n-1].name != "path" || l.parts[n-2].name != "" || !strings.HasSuffix(l.parts[n-2].literal, "/") {
+		return false
+	}
+	var job, node bool
+	for i, p := range l.parts[:n-1] {
+		switch p.name {
+		case "", "project":
+		case "job_number", "node_index", "pipeline_number":
+			next := l.parts[i+1]
+			if next.name != "" || next.literal[0] >= '0' && next.literal[0] <= '9' {
+				return false
+			}
+			job = job || p.name == "job_number"
+			node = node || p.name == "node_index"
+		default:
+			return false // values that differ per job and may hold '/'
+		}
+	}
+	return job && node
+}
+
 // String returns the template as given.
 func (l *Layout) String() string { return l.text }
 

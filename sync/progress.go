@@ -22,7 +22,9 @@ type Progress interface {
 	// Found is told of each thing resolved while the plan is made, before
 	// Start.
 	Found(what Found)
-	// Start says the plan is made: files transfers follow.
+	// Start says the plan is made: files transfers follow. While listing
+	// goes on and transfers already run, it is called again as the number
+	// grows.
 	Start(files int)
 	// Size says the latest attempt at the artifact at key will bring n
 	// bytes (its Content-Length; 0 when it got no response), or that its
@@ -321,7 +323,7 @@ func NewLogProgress(log *slog.Logger, every time.Duration) Progress {
 type logProgress struct {
 	log      *slog.Logger
 	every    time.Duration
-	files    int
+	files    atomic.Int64
 	bytes    atomic.Int64
 	done     atomic.Int64
 	start    time.Time
@@ -334,7 +336,10 @@ func (p *logProgress) Found(Found)        {}
 func (p *logProgress) Size(string, int64) {}
 
 func (p *logProgress) Start(files int) {
-	p.files = files
+	p.files.Store(int64(files))
+	if p.stop != nil {
+		return // more files found while the first ones transfer
+	}
 	p.start = time.Now()
 	p.stop = make(chan struct{})
 	p.wg.Add(1)
@@ -355,7 +360,7 @@ func (p *logProgress) Start(files int) {
 
 func (p *logProgress) line() {
 	b := p.bytes.Load()
-	p.log.Info("progress", "files_done", p.done.Load(), "files", p.files, "bytes", b,
+	p.log.Info("progress", "files_done", p.done.Load(), "files", p.files.Load(), "bytes", b,
 		"rate", HumanBytes(int64(float64(b)/max(time.Since(p.start).Seconds(), 0.001)))+"/s")
 }
 

@@ -77,6 +77,11 @@ type PullOptions struct {
 	// declares more bytes (DefaultMaxArtifactSize if 0).
 	MaxArtifactSize int64
 
+	// Open opens the destination for a Pull given none: it is called once
+	// the API has confirmed the project, and returns the sink and where the
+	// manifest lives (nil: in the sink), as Manifest does.
+	Open func(ctx context.Context) (sink.Sink, manifest.Store, error)
+
 	Log      *slog.Logger
 	Progress Progress  // nil: none
 	Out      io.Writer // dry-run plan
@@ -116,13 +121,43 @@ var ErrCollision = errors.New("layout puts two artifacts on one key")
 // Failures of single artifacts are counted in the summary, not returned; the
 // error is for what stops the run: usage, authentication, destination,
 // manifest and lock problems, and cancellation.
+//
+// The API resolves the selection from the start, while the destination is
+// set up (opened, locked, its manifest read and its objects listed), so
+// neither waits for the other's round trips. With a nil dest, Pull opens
+// it with opts.Open once the API has confirmed the project.
 func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *Selection, dest sink.Sink, opts PullOptions) (_ *Summary, err error) {
 	start := time.Now()
 	e := &engine{api: api, dl: dl, dest: dest, opts: opts, log: opts.Log}
 	e.defaults()
-	sum := &Summary{Destination: dest.String(), DryRun: opts.DryRun, Failures: []Failure{}}
+	sum := &Summary{DryRun: opts.DryRun, Failures: []Failure{}}
 	e.sum = sum
 	defer func() { sum.Elapsed = time.Since(start) }()
+	if dest == nil && opts.Open == nil {
+		return sum, errors.New("pull: no destination")
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	l := e.startListing(ctx, api, slug, sel)
+	defer func() {
+		cancel(nil)
+		<-l.done
+	}()
+
+	if dest == nil {
+		// A rejected token or an unknown project stops the run before the
+		// destination is touched: a new DEST is neither created nor locked.
+		if _, err := api.Project(ctx, slug); err != nil {
+			return sum, fmt.Errorf("project %s: %w", slug, err)
+		}
+		d, store, err := opts.Open(ctx)
+		if err != nil {
+			return sum, err
+		}
+		dest, e.dest = d, d
+		opts.Manifest = store
+	}
+	sum.Destination = dest.String()
 
 	var lease sink.Lease
 	if locker, ok := dest.(sink.Locker); ok && !opts.DryRun {
@@ -135,9 +170,6 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		// A lease lost mid-run (taken over, or not renewable in time) stops
 		// this run before it writes beside the new holder: Pull returns the
 		// lease's reason, and what it did not finish counts as failed.
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		defer cancel(nil)
 		go func() {
 			select {
 			case <-lease.Lost():
@@ -167,9 +199,14 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	}
 
 	store, recorded := manifestStore(dest, opts.Manifest)
-	m, err := manifest.Open(ctx, store, manifest.Options{
-		Destination: recorded, ToolVersion: opts.ToolVersion, Run: opts.Run,
-	})
+	mopts := manifest.Options{Destination: recorded, ToolVersion: opts.ToolVersion, Run: opts.Run}
+	if b, ok := dest.(sink.Batcher); ok && !opts.DryRun && b.Batch() {
+		// Files are placed without their fsyncs; each manifest write
+		// first makes durable everything placed before it, so a record
+		// never names data a power cut could still take.
+		mopts.Durable = b.Sync
+	}
+	m, err := manifest.Open(ctx, store, mopts)
 	if err != nil {
 		return sum, err
 	}
@@ -184,25 +221,19 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		e.present = e.listDest(lctx)
 		defer func() { cancel(); e.present() }()
 	}
+	close(l.ready) // the listing may plan now
+
+	if l.streaming {
+		err = e.stream(ctx, l)
+		return sum, closeManifest(ctx, m, false, err)
+	}
 
 	// Plan: list everything, check paths and keys, refuse collisions.
-	var arts []*Artifact
-	skipped, err := Collect(ctx, observeAPI(api, e.opts.Progress, sel), slug, sel, e.log, func(a Artifact) { arts = append(arts, &a) })
-	sum.Passed = skipped
-	for _, msg := range sel.UnmatchedGlobs() {
-		e.log.Warn(msg)
-	}
-	var listing *ListingError
-	if errors.As(err, &listing) {
-		// Those jobs fail alone; a rerun lists them again.
-		for _, f := range listing.Jobs {
-			e.failJob(f)
-		}
-		err = nil
-	}
-	if err != nil {
+	<-l.done
+	if err = e.listed(sel, l.skipped, l.err); err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
+	arts := l.arts
 	sortPtrs(arts)
 	todo, err := e.plan(ctx, arts)
 	if err != nil {
@@ -215,6 +246,134 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	err = e.transferAll(ctx, todo)
 	return sum, closeManifest(ctx, m, false, err)
+}
+
+// listing is the resolution of the selection and the listing of its jobs'
+// artifacts, under way in the background from the start of a Pull.
+type listing struct {
+	sel       *Selection
+	streaming bool          // each job's plan is made and queued as it is listed
+	ready     chan struct{} // closed once the engine can plan (manifest open)
+	done      chan struct{} // closed when the listing has ended
+
+	// Set before done is closed.
+	skipped []Skipped
+	err     error
+	arts    []*Artifact // everything listed, unless streaming
+
+	// Streaming: what was queued, and a plan's error (which stops the run).
+	queue   *queue
+	queued  int
+	planErr error
+}
+
+// startListing starts resolving sel and listing the artifacts of its jobs.
+// Without streaming it gathers them for one plan; when streaming (a
+// Disjoint layout, and not a dry run) it plans each job's artifacts as soon
+// as its listing has ended, once ready is closed, and queues the transfers.
+func (e *engine) startListing(ctx context.Context, api API, slug circleci.Slug, sel *Selection) *listing {
+	l := &listing{
+		sel:       sel,
+		streaming: !e.opts.DryRun && e.opts.Layout.Disjoint(),
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		queue:     newQueue(),
+	}
+	go func() {
+		defer close(l.done)
+		l.skipped, l.err = CollectJobs(ctx, observeAPI(api, e.opts.Progress, sel), slug, sel, e.log, func(_ Job, found []Artifact) {
+			arts := make([]*Artifact, len(found))
+			for i := range found {
+				arts[i] = &found[i]
+			}
+			if !l.streaming {
+				l.arts = append(l.arts, arts...)
+				return
+			}
+			select {
+			case <-l.ready:
+			case <-ctx.Done():
+				return
+			}
+			if l.planErr != nil || len(arts) == 0 {
+				return
+			}
+			sortPtrs(arts)
+			todo, err := e.plan(ctx, arts)
+			if err != nil {
+				l.planErr = err
+				return
+			}
+			if len(todo) > 0 {
+				l.queued += len(todo)
+				e.opts.Progress.Start(l.queued)
+				l.queue.push(todo)
+			}
+		})
+	}()
+	return l
+}
+
+// listed takes in what Collect returned: the jobs passed over, the jobs
+// whose listing failed alone (each a failure), and what stops the run.
+func (e *engine) listed(sel *Selection, skipped []Skipped, err error) error {
+	e.sum.Passed = skipped
+	for _, msg := range sel.UnmatchedGlobs() {
+		e.log.Warn(msg)
+	}
+	var listing *ListingError
+	if errors.As(err, &listing) {
+		// Those jobs fail alone; a rerun lists them again.
+		for _, f := range listing.Jobs {
+			e.failJob(f)
+		}
+		err = nil
+	}
+	return err
+}
+
+// stream transfers what the listing queues, while the other jobs are still
+// being resolved and listed: for a Disjoint layout, whose one-job plans are
+// the whole plan. What stops the listing stops the transfers, and the other
+// way round.
+func (e *engine) stream(ctx context.Context, l *listing) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	worked := make(chan error, 1)
+	go func() {
+		err := e.work(ctx, l.queue)
+		if err != nil {
+			cancel(err) // stops the listing too
+		}
+		worked <- err
+	}()
+	defer e.opts.Progress.Finish()
+	var err error
+	select {
+	case <-l.done:
+		err = e.listed(l.sel, l.skipped, l.err)
+		if l.planErr != nil {
+			err = l.planErr
+		}
+		if err != nil {
+			cancel(err)
+		}
+		e.opts.Progress.Start(l.queued)
+	case <-ctx.Done():
+		// A transfer stopped the run (or the run was stopped): the
+		// listing ends with it, and Pull waits for that.
+	}
+	l.queue.close()
+	werr := <-worked
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
+		return err
+	case werr != nil:
+		return werr
+	case err != nil:
+		return err
+	}
+	return ctx.Err()
 }
 
 // closeManifest persists what the run recorded, even when ctx was cancelled,
@@ -307,10 +466,16 @@ func (e *engine) defaults() {
 // artifacts to one key, and returns what is still to transfer: what the
 // manifest does not record, and what it records but the destination no
 // longer holds at its recorded size (one listing of the destination tells).
+// With a Disjoint layout it is called once per job, and two artifacts on
+// one key can only be paths of one job node that clean to the same (the
+// API listing "a//b" and "a/b"): those two fail alone.
 func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error) {
 	var present map[string]int64 // key -> size at the destination; nil until needed
-	e.sum.Artifacts = len(arts)
+	e.mu.Lock()
+	e.sum.Artifacts += len(arts)
+	e.mu.Unlock()
 	owner := make(map[string]*Artifact, len(arts))
+	clash := map[*Artifact]*Artifact{}
 	var todo []*Artifact
 	for _, a := range arts {
 		clean, err := CleanPath(a.Path)
@@ -325,14 +490,17 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 			continue
 		}
 		if prev, ok := owner[a.Key]; ok {
-			return nil, fmt.Errorf("%w: job %d node %d %q and job %d node %d %q both land on %q; use a --layout with {job_number}, {node_index} and {path}",
-				ErrCollision, prev.JobNumber, prev.NodeIndex, prev.Path, a.JobNumber, a.NodeIndex, a.Path, a.Key)
+			if !e.opts.Layout.Disjoint() {
+				return nil, fmt.Errorf("%w: job %d node %d %q and job %d node %d %q both land on %q; use a --layout with {job_number}, {node_index} and {path}",
+					ErrCollision, prev.JobNumber, prev.NodeIndex, prev.Path, a.JobNumber, a.NodeIndex, a.Path, a.Key)
+			}
+			clash[a], clash[prev] = prev, a
+			continue
 		}
 		owner[a.Key] = a
 	}
 	// A key that is a folder of another key ("report" and "report/x") is a
 	// clash the build made and the user cannot fix: both fail, alone.
-	clash := map[*Artifact]*Artifact{}
 	for key, a := range owner {
 		for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
 			if other, ok := owner[key[:i]]; ok {
@@ -340,12 +508,20 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 			}
 		}
 	}
+	refused := make(map[*Artifact]error, len(clash))
+	for a, other := range clash {
+		if a.Key == other.Key {
+			refused[a] = fmt.Errorf("refused: job %d node %d %q and %q both land on %q", other.JobNumber, other.NodeIndex, other.Path, a.Path, a.Key)
+		} else {
+			refused[a] = fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key))
+		}
+	}
 	for _, a := range arts {
 		if a.Key == "" {
 			continue
 		}
-		if other, ok := clash[a]; ok {
-			e.fail(a, fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key)))
+		if err := refused[a]; err != nil {
+			e.fail(a, err)
 			a.Key = ""
 			continue
 		}
@@ -358,7 +534,9 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 					}
 				}
 				if size, ok := present[a.Key]; ok && size == ent.Size {
+					e.mu.Lock()
 					e.sum.Skipped++
+					e.mu.Unlock()
 					continue
 				}
 				e.log.Info("recorded artifact missing or resized at the destination; fetching it again", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path)
@@ -524,41 +702,115 @@ func (e *engine) refusal(a *Artifact) string {
 	return ""
 }
 
-// transferAll runs the transfers with bounded workers. One artifact's failure
-// is counted; authentication, destination and cancellation errors stop the
-// group.
+// transferAll runs the transfers of todo with bounded workers.
 func (e *engine) transferAll(ctx context.Context, todo []*Artifact) error {
 	e.opts.Progress.Start(len(todo))
 	defer e.opts.Progress.Finish()
-	g, gctx := errgroup.WithContext(ctx)
-	// Concurrency transfers download (see engine.downloads) while as many
-	// more finish writing what they downloaded.
-	g.SetLimit(2 * e.opts.Concurrency)
-	for _, a := range todo {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			err := e.transfer(gctx, a)
-			e.opts.Progress.FileDone()
-			var f *fatal
-			switch {
-			case err == nil:
-				return nil
-			case errors.As(err, &f):
-				return f.err
-			case gctx.Err() != nil:
-				return gctx.Err()
-			}
-			e.fail(a, err)
-			return nil
-		})
-	}
-	err := g.Wait()
+	q := newQueue()
+	q.push(todo)
+	q.close()
+	err := e.work(ctx, q)
 	if err == nil {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// work transfers what q holds until it is closed and empty, with bounded
+// workers. One artifact's failure is counted; authentication, destination
+// and cancellation errors stop the workers and are returned.
+func (e *engine) work(ctx context.Context, q *queue) error {
+	g, gctx := errgroup.WithContext(ctx)
+	// Concurrency transfers download (see engine.downloads) while as many
+	// more finish writing what they downloaded.
+	for range 2 * e.opts.Concurrency {
+		g.Go(func() error {
+			for {
+				a, ok := q.pop(gctx)
+				if !ok {
+					return gctx.Err()
+				}
+				err := e.transfer(gctx, a)
+				e.opts.Progress.FileDone()
+				var f *fatal
+				switch {
+				case err == nil:
+					continue
+				case errors.As(err, &f):
+					return f.err
+				case gctx.Err() != nil:
+					return gctx.Err()
+				}
+				e.fail(a, err)
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// queue hands artifacts to the transfer workers: pushed while jobs are
+// listed, popped by whichever worker is free.
+type queue struct {
+	mu     stdsync.Mutex
+	items  []*Artifact
+	closed bool
+	ready  chan struct{} // a token while items wait; closed by close
+}
+
+func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
+
+func (q *queue) signal() {
+	if !q.closed && len(q.items) > 0 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (q *queue) push(arts []*Artifact) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items = append(q.items, arts...)
+	q.signal()
+}
+
+// close says nothing more comes: pop returns false once q is empty.
+func (q *queue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.closed = true
+		close(q.ready)
+	}
+}
+
+// pop takes the next artifact, waiting for one; false when q is closed and
+// empty or ctx is done.
+func (q *queue) pop(ctx context.Context) (*Artifact, bool) {
+	for {
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			a := q.items[0]
+			q.items[0] = nil
+			q.items = q.items[1:]
+			q.signal() // wake the next worker while items wait
+			q.mu.Unlock()
+			return a, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, false
+		}
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // metadata records the artifact's source with the object where the sink can.

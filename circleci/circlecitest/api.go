@@ -118,13 +118,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	f := s.fault(Call{Host: HostAPI, Route: rt.name, Key: escaped + "?" + r.URL.RawQuery, Request: r})
 	bw := s.newBodyWriter(w, r, f)
-	scheme, _ := authScheme(r)
-	defer func() {
-		s.stats.record(LoggedRequest{
-			Host: HostAPI, Route: rt.name, Method: r.Method, Path: escaped, Query: r.URL.RawQuery,
-			Auth: scheme, Status: bw.status, Fault: f,
-		})
-	}()
+	lr := logEntry(r, HostAPI, rt.name, escaped, f)
+	defer func() { s.stats.recordAnswer(lr, bw) }()
 	if !s.sleep(r.Context(), s.opts.Latency) {
 		panic(http.ErrAbortHandler)
 	}

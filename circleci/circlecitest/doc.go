@@ -47,15 +47,23 @@
 // # Testing clients
 //
 // Options add what a test needs to provoke: small pages, latency, a
-// per-connection bandwidth limit, no Range support, public artifacts. A
-// [FaultFunc] set with [Server.SetFaults] decides per request whether to
-// answer an error status (with Retry-After), cut or truncate the body after
-// some bytes, stall or never answer; its decisions depend only on the request
-// and its attempt number, so runs are reproducible. [Server.Outage] takes a
+// per-connection bandwidth limit, no Range support, public artifacts, and
+// HTTPS. With Options.TLS every host speaks TLS with a certificate made for
+// the Server ([Server.CertPEM], [Server.CertPool]), and HTTP/2 to clients
+// that offer it but on the hosts Options.HTTP1 names (presigned S3 speaks
+// only HTTP/1.1). A [FaultFunc] set with [Server.SetFaults] decides per
+// request whether to answer an error status (with Retry-After), cut or
+// truncate the body after some bytes, stall or never answer; its decisions
+// depend only on the request and its attempt number, so runs are
+// reproducible. [Server.Outage] takes a
 // host away for a while, as a real outage does: its connections are refused
 // (nothing listens) or reset, the open ones included. Counters and a request
 // log ([Server.Requests], [Server.Downloads], [Server.PeakConcurrentDownloads]
-// and others) let a test assert on what the client did.
+// and others) let a test assert on what the client did; the log records for
+// each request its protocol, the connection it came over and when it was
+// received and answered, and [Server.Connections] and
+// [Server.ConnectionsUsed] count connections per host, so a test can tell
+// whether a client keeps connections alive or shares one over HTTP/2.
 //
 // [NewServer] does not need a testing.T, so a benchmark harness can run the
 // Server in its own process; [Start] is the convenience for tests.

@@ -99,13 +99,8 @@ func (s *Server) serveArtifactHost(w http.ResponseWriter, r *http.Request) {
 	}
 	f := s.fault(Call{Host: HostArtifacts, Route: route, Download: download, Artifact: a, Key: key, Request: r})
 	bw := s.newBodyWriter(w, r, f)
-	scheme, _ := authScheme(r)
-	defer func() {
-		s.stats.record(LoggedRequest{
-			Host: HostArtifacts, Route: route, Method: r.Method, Path: escaped, Query: r.URL.RawQuery,
-			Auth: scheme, Status: bw.status, Fault: f,
-		})
-	}()
+	lr := logEntry(r, HostArtifacts, route, escaped, f)
+	defer func() { s.stats.recordAnswer(lr, bw) }()
 	if !s.sleep(r.Context(), s.opts.Latency) {
 		panic(http.ErrAbortHandler)
 	}
@@ -196,13 +191,8 @@ func (s *Server) serveStorage(w http.ResponseWriter, r *http.Request) {
 	}
 	f := s.fault(Call{Host: HostStorage, Route: route, Download: a != nil, Artifact: a, Key: key, Request: r})
 	bw := s.newBodyWriter(w, r, f)
-	scheme, _ := authScheme(r)
-	defer func() {
-		s.stats.record(LoggedRequest{
-			Host: HostStorage, Route: route, Method: r.Method, Path: escaped, Query: r.URL.RawQuery,
-			Auth: scheme, Status: bw.status, Fault: f,
-		})
-	}()
+	lr := logEntry(r, HostStorage, route, escaped, f)
+	defer func() { s.stats.recordAnswer(lr, bw) }()
 	if !s.sleep(r.Context(), s.opts.Latency) {
 		panic(http.ErrAbortHandler)
 	}

@@ -25,10 +25,13 @@ const (
 	FaultStatus
 	// FaultCut sends the headers (with the full Content-Length) and
 	// Fault.After bytes of the body, then resets the connection (RST).
+	// Over HTTP/2 it resets the request's stream (RST_STREAM) and leaves
+	// the connection to the other requests it carries.
 	FaultCut
 	// FaultTruncate sends the headers (with the full Content-Length) and
 	// Fault.After bytes of the body, then closes the connection cleanly
-	// (FIN), so the client sees an early EOF.
+	// (FIN), so the client sees an early EOF. Over HTTP/2, where a stream
+	// that ends short is not an error, it resets the stream as FaultCut.
 	FaultTruncate
 	// FaultStall sends the headers and Fault.After bytes of the body, then
 	// sends nothing for Fault.Duration, then the rest.

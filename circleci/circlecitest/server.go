@@ -3,6 +3,7 @@ package circlecitest
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,6 +51,13 @@ type Options struct {
 	NoRange bool
 	// Faults is the initial fault policy; nil means none. See SetFaults.
 	Faults FaultFunc
+	// TLS serves every host over HTTPS with a certificate made for this
+	// Server (see CertPEM), offering HTTP/2 and HTTP/1.1 by ALPN, as the
+	// real hosts do. Without it the hosts speak plain HTTP/1.1.
+	TLS bool
+	// HTTP1 names the hosts (HostAPI, HostArtifacts, HostStorage) that
+	// offer only HTTP/1.1 over TLS, as S3 does for presigned storage.
+	HTTP1 []string
 }
 
 // A Server serves a World over HTTP on 127.0.0.1: the API at URL + "/api/v2",
@@ -70,6 +79,9 @@ type Server struct {
 	opts   Options
 	secret []byte
 	stats  *stats
+	cert   *serverCert // nil without Options.TLS
+
+	connSeq atomic.Uint64
 
 	faultMu  sync.Mutex
 	faults   FaultFunc
@@ -96,6 +108,11 @@ func NewServer(w *World, opts Options) (*Server, error) {
 	if opts.PresignTTL == 0 {
 		opts.PresignTTL = 60 * time.Second
 	}
+	for _, h := range opts.HTTP1 {
+		if h != HostAPI && h != HostArtifacts && h != HostStorage {
+			return nil, fmt.Errorf("circlecitest: Options.HTTP1 names unknown host %q", h)
+		}
+	}
 	s := &Server{
 		world:    w,
 		opts:     opts,
@@ -111,6 +128,12 @@ func NewServer(w *World, opts Options) (*Server, error) {
 	w.mu.RUnlock()
 	sum := sha256.Sum256(append([]byte("circlecitest secret"), seed[:]...))
 	s.secret = sum[:]
+	if opts.TLS {
+		var err error
+		if s.cert, err = newServerCert(); err != nil {
+			return nil, err
+		}
+	}
 
 	api, err := s.listen(HostAPI, http.HandlerFunc(s.serveAPI))
 	if err != nil {
@@ -167,9 +190,24 @@ func (s *Server) listen(host string, h http.Handler) (string, error) {
 				l.forget(c)
 			}
 		},
+		// Every connection gets a number, so that the request log says
+		// which requests shared one (LoggedRequest.Conn).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, s.connSeq.Add(1))
+		},
+	}
+	scheme := "http"
+	if s.cert != nil {
+		scheme = "https"
+		l.tls = true
+		l.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert.pair}}
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetHTTP2(!slices.Contains(s.opts.HTTP1, host))
+		l.srv.Protocols = &p
 	}
 	s.hosts = append(s.hosts, l)
-	return "http://" + l.addr, nil
+	return scheme + "://" + l.addr, nil
 }
 
 // serve starts serving every listener, once the Server's URLs are all set:
@@ -179,7 +217,7 @@ func (s *Server) serve() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			l.srv.Serve(l.ln)
+			l.serve(l.ln)
 		}()
 	}
 }
@@ -261,11 +299,12 @@ func (s *Server) Outage(host string, kind OutageKind, d time.Duration) {
 		if err != nil {
 			return
 		}
+		gl := &gateListener{Listener: ln, l: l}
 		l.mu.Lock()
-		l.ln = &gateListener{Listener: ln, l: l}
+		l.ln = gl
 		l.refusing = false
 		l.mu.Unlock()
-		l.srv.Serve(l.ln)
+		l.serve(gl)
 	}()
 }
 
@@ -286,6 +325,9 @@ func relisten(addr string, closed <-chan struct{}) (net.Listener, error) {
 
 // reset closes c with an RST rather than a FIN.
 func reset(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
@@ -298,6 +340,7 @@ type listener struct {
 	name string
 	addr string
 	srv  *http.Server
+	tls  bool // serve HTTPS (srv.TLSConfig does not tell: Serve sets it too)
 
 	mu         sync.Mutex
 	ln         net.Listener
@@ -306,7 +349,23 @@ type listener struct {
 	conns      map[net.Conn]struct{}
 }
 
+// serve serves ln (a gateListener) over TLS when the Server has a
+// certificate, until ln is closed.
+func (l *listener) serve(ln net.Listener) {
+	if l.tls {
+		l.srv.ServeTLS(ln, "", "")
+		return
+	}
+	l.srv.Serve(ln)
+}
+
+// connKey is the context key of a connection's number.
+type connKey struct{}
+
 func (l *listener) forget(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn() // the gateListener tracks the TCP connection
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.conns, c)
@@ -458,7 +517,9 @@ type bodyWriter struct {
 	fault    Fault
 	fired    bool // the body fault happened
 	broken   bool // the connection is gone
+	h2       bool // the request came over HTTP/2
 	status   int
+	answered time.Time
 	written  int64
 	onWrite  func(n int64)
 	onStatus func(code int)
@@ -468,7 +529,7 @@ type bodyWriter struct {
 }
 
 func (s *Server) newBodyWriter(w http.ResponseWriter, r *http.Request, f Fault) *bodyWriter {
-	return &bodyWriter{ResponseWriter: w, s: s, ctx: r.Context(), fault: f}
+	return &bodyWriter{ResponseWriter: w, s: s, ctx: r.Context(), fault: f, h2: r.ProtoMajor == 2}
 }
 
 func (bw *bodyWriter) Unwrap() http.ResponseWriter { return bw.ResponseWriter }
@@ -476,6 +537,7 @@ func (bw *bodyWriter) Unwrap() http.ResponseWriter { return bw.ResponseWriter }
 func (bw *bodyWriter) WriteHeader(code int) {
 	if bw.status == 0 {
 		bw.status = code
+		bw.answered = time.Now()
 		if bw.onStatus != nil {
 			bw.onStatus(code)
 		}
@@ -568,17 +630,25 @@ func (bw *bodyWriter) fire() error {
 		// Returning an error stops the handler; net/http closes a
 		// connection whose body fell short of its Content-Length.
 		bw.broken = true
+		if bw.h2 {
+			// HTTP/2 would end the stream cleanly, short: reset it
+			// instead, the one way to fail a single request.
+			panic(http.ErrAbortHandler)
+		}
 		return errTruncated
 	default: // FaultCut
 		bw.broken = true
+		if bw.h2 {
+			// The connection carries other requests: reset this
+			// request's stream (RST_STREAM), as a cut does its own
+			// connection over HTTP/1.1.
+			panic(http.ErrAbortHandler)
+		}
 		conn, _, err := http.NewResponseController(bw.ResponseWriter).Hijack()
 		if err != nil {
 			return errCut
 		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.SetLinger(0) // close with RST
-		}
-		conn.Close()
+		reset(conn)
 		return errCut
 	}
 }

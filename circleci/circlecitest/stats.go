@@ -2,7 +2,9 @@ package circlecitest
 
 import (
 	"maps"
+	"net/http"
 	"sync"
+	"time"
 )
 
 // LoggedRequest is one request as the Server saw it.
@@ -17,6 +19,16 @@ type LoggedRequest struct {
 	Auth   string
 	Status int // 0 if nothing was answered
 	Fault  Fault
+	// Proto is the protocol the request came over: "HTTP/1.1" or
+	// "HTTP/2.0".
+	Proto string
+	// Conn numbers the connection the request came over, the same for
+	// every request that shared it (numbers are unique across hosts).
+	Conn uint64
+	// Received is when the request reached its handler, before
+	// Options.Latency; Answered when its status line was sent (zero if it
+	// was not).
+	Received, Answered time.Time
 }
 
 // A Leak is a credential that reached the storage host, which must never
@@ -150,6 +162,22 @@ func (s *Server) Connections(host string) int {
 	return s.stats.conns[host]
 }
 
+// ConnectionsUsed returns how many connections carried at least one
+// request to host since the last ResetStats. It can be lower than
+// Connections: a client that opens several connections at once to a host it
+// then finds speaks HTTP/2 keeps one and closes the others unused.
+func (s *Server) ConnectionsUsed(host string) int {
+	s.stats.mu.Lock()
+	defer s.stats.mu.Unlock()
+	used := make(map[uint64]bool)
+	for _, lr := range s.stats.log {
+		if lr.Host == host {
+			used[lr.Conn] = true
+		}
+	}
+	return len(used)
+}
+
 // Requests returns how many requests were made for route since the last
 // ResetStats. API routes: "me", "project", "pipelines", "pipeline-by-number",
 // "pipeline", "workflows", "workflow", "jobs", "job", "artifacts". Download
@@ -232,3 +260,20 @@ func (s *Server) LeakedCredentials() []Leak {
 // ResetStats zeroes every counter and empties the logs. It leaves the fault
 // policy's attempt numbering alone (SetFaults restarts it).
 func (s *Server) ResetStats() { s.stats.reset() }
+
+// logEntry starts the log entry of r, received now, on host.
+func logEntry(r *http.Request, host, route, escaped string, f Fault) LoggedRequest {
+	scheme, _ := authScheme(r)
+	conn, _ := r.Context().Value(connKey{}).(uint64)
+	return LoggedRequest{
+		Host: host, Route: route, Method: r.Method, Path: escaped, Query: r.URL.RawQuery,
+		Auth: scheme, Fault: f, Proto: r.Proto, Conn: conn, Received: time.Now(),
+	}
+}
+
+// recordAnswer completes lr with what bw answered and records it.
+func (st *stats) recordAnswer(lr LoggedRequest, bw *bodyWriter) {
+	lr.Status = bw.status
+	lr.Answered = bw.answered
+	st.record(lr)
+}

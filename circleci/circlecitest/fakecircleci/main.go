@@ -10,23 +10,45 @@
 // set instead, and exits with its status:
 //
 //	go run ./circleci/circlecitest/fakecircleci -- go run . pull gh/acme/widgets --to ./artifacts
+//
+// With -tls every host speaks HTTPS, HTTP/2 where the client offers it (but
+// the hosts -http1 names), with a certificate made at start and written to
+// -cert (by default a file removed at exit). The environment then also sets
+// SSL_CERT_FILE to that file, which Go programs and curl on Linux trust in
+// place of the system's roots: no flag turns verification off.
+//
+// FAKECIRCLECI_STATS, also in the environment, is the URL of a control
+// endpoint on its own listener (not one of the fake's hosts): GET
+// FAKECIRCLECI_STATS/stats answers what the hosts saw since the last POST
+// FAKECIRCLECI_STATS/reset, as JSON: connections accepted and connections
+// that carried requests, per host; requests per route and per protocol; and
+// the times (Unix nanoseconds) of the first artifact download request
+// received and of the first artifact list answered, for benchmarks that
+// measure time to first byte.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+func run() int {
 	pipelines := flag.Int("pipelines", 1, "pipelines on main")
 	jobs := flag.Int("jobs", 3, "jobs per pipeline")
 	files := flag.Int("files", 5, "artifacts per job")
@@ -40,6 +62,9 @@ func main() {
 	noRange := flag.Bool("no-range", false, "ignore Range requests")
 	pageSize := flag.Int("page-size", 0, "items per list page (0: 20 for pipelines, workflows and jobs, all artifacts of a job in one page)")
 	token := flag.String("token", "fake-token", "the token the server accepts")
+	useTLS := flag.Bool("tls", false, "serve every host over HTTPS, with HTTP/2 for clients that offer it, and set SSL_CERT_FILE to the certificate")
+	http1 := flag.String("http1", "", "with -tls, comma-separated hosts that speak only HTTP/1.1 (api, artifacts, storage; S3 does so for presigned storage)")
+	certFile := flag.String("cert", "", "with -tls, write the certificate (PEM) to this file (default: a temporary file removed at exit)")
 	flag.Parse()
 
 	w := circlecitest.NewWorld()
@@ -60,34 +85,153 @@ func main() {
 			}
 		}
 	}
-	srv, err := circlecitest.NewServer(w, circlecitest.Options{
+	opts := circlecitest.Options{
 		Token: *token, Latency: *latency, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
-		PageSize: *pageSize,
-	})
+		PageSize: *pageSize, TLS: *useTLS,
+	}
+	if *http1 != "" {
+		if !*useTLS {
+			fmt.Fprintln(os.Stderr, "fakecircleci: -http1 needs -tls (without it every host speaks HTTP/1.1)")
+			return 2
+		}
+		opts.HTTP1 = strings.Split(*http1, ",")
+	}
+	srv, err := circlecitest.NewServer(w, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fakecircleci:", err)
-		os.Exit(1)
+		return 1
 	}
 	defer srv.Close()
+
+	env := []string{"CIRCLECI_HOST=" + srv.URL, "CIRCLE_TOKEN=" + *token}
+	if *useTLS {
+		path := *certFile
+		if path == "" {
+			dir, err := os.MkdirTemp("", "fakecircleci-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "fakecircleci:", err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			path = filepath.Join(dir, "cert.pem")
+		}
+		if path, err = filepath.Abs(path); err == nil {
+			err = os.WriteFile(path, srv.CertPEM(), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fakecircleci: writing the certificate:", err)
+			return 1
+		}
+		env = append(env, "SSL_CERT_FILE="+path)
+	}
+	stats, err := serveStats(srv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakecircleci:", err)
+		return 1
+	}
+	defer stats.Close()
+	env = append(env, "FAKECIRCLECI_STATS=http://"+stats.Addr)
+
 	if args := flag.Args(); len(args) > 0 {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.Env = append(os.Environ(), "CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN="+*token)
+		cmd.Env = append(os.Environ(), env...)
 		fmt.Fprintf(os.Stderr, "fake CircleCI at %s serving gh/acme/widgets\n", srv.URL)
 		err := cmd.Run()
-		srv.Close()
 		var ee *exec.ExitError
 		switch {
 		case errors.As(err, &ee):
-			os.Exit(ee.ExitCode())
+			return ee.ExitCode()
 		case err != nil:
 			fmt.Fprintln(os.Stderr, "fakecircleci:", err)
-			os.Exit(1)
+			return 1
 		}
-		os.Exit(0)
+		return 0
 	}
-	fmt.Printf("export CIRCLECI_HOST=%s CIRCLE_TOKEN=%s\n", srv.URL, *token)
+	fmt.Printf("export %s\n", strings.Join(env, " "))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+	return 0
+}
+
+// hosts are the fake's hosts, in the order the stats list them.
+var hosts = []string{circlecitest.HostAPI, circlecitest.HostArtifacts, circlecitest.HostStorage}
+
+// statsJSON is the answer of GET /stats.
+type statsJSON struct {
+	// Connections counts the TCP connections each host accepted;
+	// ConnectionsUsed those that carried at least one request.
+	Connections     map[string]int `json:"connections"`
+	ConnectionsUsed map[string]int `json:"connections_used"`
+	// Requests counts requests per route (see circlecitest.Server.Requests).
+	Requests map[string]int `json:"requests"`
+	// Protocols counts requests per host and protocol ("HTTP/2.0").
+	Protocols map[string]map[string]int `json:"protocols"`
+	// FirstDownload is when the first request reached the artifact host;
+	// FirstArtifactList when the first artifact list was answered. Unix
+	// nanoseconds, 0 if there was none.
+	FirstDownload     int64 `json:"first_download"`
+	FirstArtifactList int64 `json:"first_artifact_list"`
+	// Bytes counts the artifact bytes served.
+	Bytes int64 `json:"bytes"`
+}
+
+func collectStats(srv *circlecitest.Server) statsJSON {
+	st := statsJSON{
+		Connections:     make(map[string]int),
+		ConnectionsUsed: make(map[string]int),
+		Requests:        srv.RequestCounts(),
+		Protocols:       make(map[string]map[string]int),
+		Bytes:           srv.BytesServed(),
+	}
+	for _, h := range hosts {
+		st.Connections[h] = srv.Connections(h)
+		st.ConnectionsUsed[h] = srv.ConnectionsUsed(h)
+	}
+	first := func(t *int64, ns int64) {
+		if ns > 0 && (*t == 0 || ns < *t) {
+			*t = ns
+		}
+	}
+	for _, lr := range srv.RequestLog() {
+		if st.Protocols[lr.Host] == nil {
+			st.Protocols[lr.Host] = make(map[string]int)
+		}
+		st.Protocols[lr.Host][lr.Proto]++
+		switch {
+		case lr.Host == circlecitest.HostArtifacts && lr.Route == "download":
+			first(&st.FirstDownload, lr.Received.UnixNano())
+		case lr.Host == circlecitest.HostAPI && lr.Route == "artifacts" && lr.Status == http.StatusOK:
+			first(&st.FirstArtifactList, lr.Answered.UnixNano())
+		}
+	}
+	return st
+}
+
+// statsServer is the control endpoint.
+type statsServer struct {
+	Addr string
+	srv  *http.Server
+}
+
+func (s *statsServer) Close() { s.srv.Close() }
+
+func serveStats(srv *circlecitest.Server) (*statsServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(collectStats(srv))
+	})
+	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
+		srv.ResetStats()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	s := &statsServer{Addr: ln.Addr().String(), srv: &http.Server{Handler: mux}}
+	go s.srv.Serve(ln)
+	return s, nil
 }

@@ -209,13 +209,22 @@ func (e *idleError) cause() string {
 
 // newTransport returns the default transport, tuned for many concurrent
 // downloads from a few hosts.
+//
+// Every host keeps up to maxConns idle connections, and the limit across
+// hosts leaves room for each host a pull talks to at once: the API, the
+// artifact host and the storage host it redirects to (a fourth share for a
+// second storage host), so that a redirected download finds a warm
+// connection at both ends instead of one evicted for the other's sake. Over
+// TLS, HTTP/2 is negotiated where the host offers it (ForceAttemptHTTP2:
+// the custom dialer would otherwise turn it off), and then all requests to
+// that host share one connection.
 func newTransport(maxConns int, idle time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	dialer := &net.Dialer{Timeout: idle, KeepAlive: 30 * time.Second}
 	t.DialContext = dialer.DialContext
 	t.TLSHandshakeTimeout = idle
 	t.ResponseHeaderTimeout = idle
-	t.MaxIdleConns = 2 * maxConns
+	t.MaxIdleConns = 4 * maxConns
 	t.MaxIdleConnsPerHost = maxConns
 	t.IdleConnTimeout = 90 * time.Second
 	t.ForceAttemptHTTP2 = true

@@ -180,6 +180,36 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	return p
 }
 
+// LimitRequests bounds the API requests in flight at once, across every
+// goroutine using c, to n (n < 1: no bound); downloads are not counted. A
+// slot is held for one request, not for a whole listing, so a job whose
+// page has arrived never waits for other jobs' requests to hand its items
+// over.
+func (c *Client) LimitRequests(n int) {
+	if n < 1 {
+		c.requests.Store(nil)
+		return
+	}
+	sem := make(chan struct{}, n)
+	c.requests.Store(&sem)
+}
+
+// acquire takes a request slot, if requests are bounded, and returns its
+// release.
+func (c *Client) acquire(ctx context.Context) (func(), error) {
+	p := c.requests.Load()
+	if p == nil {
+		return func() {}, nil
+	}
+	sem := *p
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // Client is a CircleCI API v2 client. It is safe for concurrent use.
 type Client struct {
 	base      *url.URL // <host>/api/v2, no trailing slash
@@ -190,6 +220,10 @@ type Client struct {
 	limits    Limits
 	logger    *slog.Logger
 	onTrouble func(Trouble)
+
+	// requests, when set (LimitRequests), holds a token per API request in
+	// flight.
+	requests atomic.Pointer[chan struct{}]
 
 	// answered is set once the API host has sent any HTTP answer.
 	answered atomic.Bool
@@ -326,7 +360,12 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		attempt++
 		retryAfter = 0
 		began := time.Now()
-		err := c.getOnce(ctx, &u, ep, attempt, limit, decode)
+		release, err := c.acquire(ctx)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		err = c.getOnce(ctx, &u, ep, attempt, limit, decode)
+		release()
 		if err == nil {
 			c.troubleOver()
 			return nil

@@ -12,9 +12,17 @@ import (
 // concurrency is bounded separately from download concurrency. For listings
 // the bound holds per page: a request slot is held only while the next item
 // (and so, at a page boundary, the next page) is being fetched.
+//
+// A *circleci.Client bounds its own requests (LimitRequests), so that a
+// job whose listing page has arrived hands its items over at once, without
+// waiting for a slot per item behind other jobs' requests.
 func LimitAPI(api API, n int) API {
 	if n < 1 {
 		n = 1
+	}
+	if c, ok := api.(*circleci.Client); ok {
+		c.LimitRequests(n)
+		return c
 	}
 	return &limitedAPI{api: api, sem: make(chan struct{}, n)}
 }

@@ -98,12 +98,17 @@ func TestS3LockRenewalWithLostReply(t *testing.T) {
 			return resp, err
 		})
 	})
-	// Renewals every 2 s, each with 2 s for the SDK's retry.
-	lease, err := s.Lock(t.Context(), sink.DefaultLockName, "host a pid 1 run x", 6*time.Second)
+	// Renewals every 3 s, each with 3 s for the SDK's retry, whose first
+	// wait is a random 0-2 s: with a 2 s interval (a 6 s ttl) a wait drawn
+	// near 2 s left no time for the retried PUT and the read of the token,
+	// and the lease was lost (2 of 60 runs, on versitygw and Ceph RGW alike).
+	// The renewal whose reply is lost is the second (at 6 s); by 10 s it
+	// has either kept the lease or lost it.
+	lease, err := s.Lock(t.Context(), sink.DefaultLockName, "host a pid 1 run x", 9*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(7 * time.Second)
+	time.Sleep(10 * time.Second)
 	if dropped.Load() == 0 {
 		t.Fatal("no renewal reply was dropped")
 	}

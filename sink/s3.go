@@ -84,7 +84,8 @@ type S3Config struct {
 //
 // Put streams objects of any size without a temporary file. It buffers up
 // to PartSize bytes; a stream that ends within that goes up in one
-// PutObject with an x-amz-checksum-sha256 the server verifies (where it implements S3 checksums; Ceph RGW 16.2 ignores it). A longer
+// PutObject with an x-amz-checksum-sha256 the server verifies (where it
+// implements S3 checksums; Ceph RGW 16.2 ignores it). A longer
 // stream becomes a multipart upload whose parts go up Concurrency at a
 // time, each with its CRC64NVME, and whose completion carries the whole
 // object's CRC64NVME (S3's full-object checksum type, computed as the bytes

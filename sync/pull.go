@@ -582,21 +582,23 @@ func (e *engine) listDest(ctx context.Context) func() (map[string]int64, error) 
 		g       errgroup.Group
 	)
 	g.SetLimit(8)
-	for prefix := range prefixes {
-		g.Go(func() error {
-			for info, err := range e.dest.List(ctx, prefix) {
-				if err != nil {
-					return fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
-				}
-				mu.Lock()
-				present[info.Key] = info.Size
-				mu.Unlock()
-			}
-			return nil
-		})
-	}
 	done := make(chan error, 1)
 	go func() {
+		// Started from here, not from listDest: g.Go waits while eight
+		// listings run, and the caller must not wait with it.
+		for prefix := range prefixes {
+			g.Go(func() error {
+				for info, err := range e.dest.List(ctx, prefix) {
+					if err != nil {
+						return fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
+					}
+					mu.Lock()
+					present[info.Key] = info.Size
+					mu.Unlock()
+				}
+				return nil
+			})
+		}
 		err := g.Wait()
 		e.log.Debug("destination listed", "prefixes", len(prefixes), "objects", len(present))
 		done <- err

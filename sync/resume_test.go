@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	stdsync "sync"
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
@@ -306,6 +308,64 @@ func TestPullRepairsWhatIsMissing(t *testing.T) {
 	if got := f.srv.DownloadTotals().Started; got != 2 {
 		t.Errorf("%d downloads, want 2", got)
 	}
+}
+
+// gatedList is a destination whose listings wait until gate is closed.
+type gatedList struct {
+	sink.Sink
+	gate <-chan struct{}
+}
+
+func (g gatedList) List(ctx context.Context, prefix string) iter.Seq2[sink.Info, error] {
+	return func(yield func(sink.Info, error) bool) {
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			yield(sink.Info{}, ctx.Err())
+			return
+		}
+		for info, err := range g.Sink.List(ctx, prefix) {
+			if !yield(info, err) {
+				return
+			}
+		}
+	}
+}
+
+// What the manifest does not record is planned and transferred without
+// waiting for the listing of the destination, however many recorded
+// folders there are to list: here no listing ends before a download has
+// started.
+func TestNewArtifactsDoNotWaitForTheDestinationListing(t *testing.T) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	wf := p.AddPipeline("main").AddWorkflow("build")
+	var arts []*circlecitest.Artifact
+	for i := range 12 { // more recorded folders than are listed at once
+		arts = append(arts, wf.AddJob("job-"+strconv.Itoa(i), circlecitest.JobOptions{}).AddArtifact(0, "out.txt", int64(10+i)))
+	}
+	arts = append(arts, p.AddPipeline("main").AddWorkflow("build").AddJob("new", circlecitest.JobOptions{}).AddArtifact(0, "new.txt", 99))
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	dest, dir := localSink(t)
+	opts := pullOpts()
+	opts.Manifest = new(manifest.MemStore)
+	if sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{PipelineNumber: 1}, dest, opts); err != nil || sum.Transferred != len(arts)-1 {
+		t.Fatalf("first pull: %+v, %v", sum, err)
+	}
+	gate := make(chan struct{})
+	var once stdsync.Once
+	srv.SetFaults(circlecitest.OnDownloads(func(circlecitest.Call) circlecitest.Fault {
+		once.Do(func() { close(gate) })
+		return circlecitest.Fault{}
+	}))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	sum, err := ccsync.Pull(ctx, client, client, slug, &ccsync.Selection{PipelineNumber: 2}, gatedList{dest, gate}, opts)
+	if err != nil || sum.Transferred != 1 {
+		t.Fatalf("pull of the next pipeline: %+v, %v; want its artifact transferred (a minute without progress: the plan waited for the listing, and the listing for a download)", sum, err)
+	}
+	checkTree(t, dir, arts)
 }
 
 // flakyStore fails the writes whose numbers fail says, like an S3 bucket

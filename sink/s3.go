@@ -135,6 +135,7 @@ type S3 struct {
 	mem          *semaphore.Weighted // bytes of buffers Puts may hold
 	abandonAfter time.Duration
 	noLock       bool
+	maxKeys      int32 // keys per ListObjectsV2 page; 0: the server's (1,000)
 
 	noCRC64   atomic.Bool // the server refused CRC64NVME multipart uploads
 	noTagging atomic.Bool // the server does not do object tagging
@@ -588,29 +589,36 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List implements Sink, a page of ListObjectsV2 at a time.
+// List implements Sink, a page of ListObjectsV2 at a time (see listPage).
 func (s *S3) List(ctx context.Context, prefix string) iter.Seq2[Info, error] {
 	return func(yield func(Info, error) bool) {
 		inState := isReserved(prefix)
-		p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-			Bucket: aws.String(s.bucket), Prefix: aws.String(s.full(prefix)),
-		})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
+		in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.full(prefix))}
+		if s.maxKeys > 0 {
+			in.MaxKeys = aws.Int32(s.maxKeys)
+		}
+		for {
+			page, err := s.listPage(ctx, in)
 			if err != nil {
 				yield(Info{}, s.classify("list", prefix, err))
 				return
 			}
-			for _, o := range page.Contents {
-				key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			for _, o := range page.objects {
+				key := strings.TrimPrefix(o.key, s.prefix)
 				if ValidKey(key) != nil || (isReserved(key) && !inState) {
 					continue
 				}
-				info := Info{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}
-				if !yield(info, nil) {
+				if !yield(Info{Key: key, Size: o.size, ModTime: o.modTime}, nil) {
 					return
 				}
 			}
+			// On while the page says it is truncated and gives a token,
+			// as the SDK's paginator does; but not twice the same token,
+			// which would loop forever.
+			if !page.truncated || page.next == "" || page.next == aws.ToString(in.ContinuationToken) {
+				return
+			}
+			in.ContinuationToken = aws.String(page.next)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -66,6 +67,43 @@ func TestPullToS3ThenRerunAndVerify(t *testing.T) {
 	res, err = ccsync.Verify(t.Context(), fresh, ccsync.VerifyOptions{})
 	if err != nil || len(res.Missing) != 1 {
 		t.Fatalf("verify after a delete: %+v, %v", res, err)
+	}
+}
+
+// A plain pull to S3 puts back what the manifest records but the bucket
+// lost or holds at another size, found by listing the bucket, and fetches
+// nothing else.
+func TestPullToS3RepairsWhatIsMissing(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	f := newFixture(t, circlecitest.Options{})
+	dest := env.NewS3(t, "mirror")
+	if _, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, pullOpts()); err != nil {
+		t.Fatal(err)
+	}
+	if err := dest.Delete(t.Context(), defaultKey(f.arts[3])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dest.Put(t.Context(), defaultKey(f.arts[5]), strings.NewReader("resized"), sink.PutOptions{Size: 7}); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.ResetStats()
+	sum, err := f.pull(t, t.Context(), env.NewS3(t, "mirror"), ccsync.Selection{PipelineNumber: 1}, pullOpts())
+	if err != nil || sum.Transferred != 2 || sum.Failed != 0 || sum.Skipped != len(f.arts)-2 {
+		t.Fatalf("rerun: %+v, %v; want the deleted and the resized object fetched again", sum, err)
+	}
+	if got := f.srv.DownloadTotals().Started; got != 2 {
+		t.Errorf("%d downloads, want 2", got)
+	}
+	for _, a := range []*circlecitest.Artifact{f.arts[3], f.arts[5]} {
+		rc, err := dest.Open(t.Context(), defaultKey(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, content(t, a)) {
+			t.Errorf("%s was not put back", defaultKey(a))
+		}
 	}
 }
 

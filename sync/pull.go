@@ -564,28 +564,31 @@ func nextSlash(key string, i int) int {
 // pages one after the other; with no folders, or very many, the whole
 // destination is listed.
 func (e *engine) listDest(ctx context.Context) func() (map[string]int64, error) {
-	if e.man.Len() == 0 {
+	n := e.man.Len()
+	if n == 0 {
 		return func() (map[string]int64, error) { return map[string]int64{}, nil }
 	}
-	prefixes := map[string]bool{}
-	for ent := range e.man.Entries() {
-		first, _, ok := strings.Cut(ent.Key, "/")
-		if !ok || len(prefixes) > 1000 {
-			prefixes = map[string]bool{"": true}
-			break
-		}
-		prefixes[first+"/"] = true
-	}
 	var (
-		mu      stdsync.Mutex
-		present = make(map[string]int64, e.man.Len())
-		g       errgroup.Group
+		mu       stdsync.Mutex
+		present  = make(map[string]int64, n)
+		prefixes = map[string]bool{}
+		g        errgroup.Group
 	)
 	g.SetLimit(8)
 	done := make(chan error, 1)
+	// Everything from here on runs in the background, and Pull goes on at
+	// once to plan what the API lists (what the manifest does not record
+	// needs no listing): the manifest's entries come sorted (10 ms for ten
+	// thousand), and g.Go waits while eight listings run.
 	go func() {
-		// Started from here, not from listDest: g.Go waits while eight
-		// listings run, and the caller must not wait with it.
+		for ent := range e.man.Entries() {
+			first, _, ok := strings.Cut(ent.Key, "/")
+			if !ok || len(prefixes) > 1000 {
+				prefixes = map[string]bool{"": true}
+				break
+			}
+			prefixes[first+"/"] = true
+		}
 		for prefix := range prefixes {
 			g.Go(func() error {
 				for info, err := range e.dest.List(ctx, prefix) {

@@ -38,10 +38,11 @@ const maxRenewInterval = 5 * time.Second
 // that was read. The holder renews it with If-Match every few seconds
 // (at most ttl/3), and declares it lost (LostLockError) when a renewal
 // finds another holder, or when it could not renew for nearly ttl, before
-// anyone else may take it over. Release overwrites it, with If-Match, by
-// an expired record, and deletes that (again with If-Match) only on
-// servers that were seen to honour If-Match on DELETE: it never removes a
-// lease that another run holds. Expiry compares the clocks of different
+// anyone else may take it over. Release deletes it with If-Match on
+// servers that were seen to honour If-Match on DELETE; elsewhere, or if
+// that fails, it overwrites it, with If-Match, by an expired record (and
+// deletes that where it can): it never removes a lease that another run
+// holds. Expiry compares the clocks of different
 // hosts, so ttl should dwarf their skew (minutes).
 //
 // With S3Config.NoLock, Lock takes nothing and returns a lease that holds
@@ -436,10 +437,14 @@ func (l *s3Lease) Confirm(ctx context.Context) error {
 	return err
 }
 
-// Release stops renewing and gives the lease up if it is still ours: it
-// overwrites the object (If-Match) with a record that has expired, which
-// any taker may take over, then deletes that with If-Match where the
-// server honours it. A lease that another run took is left alone.
+// Release stops renewing and gives the lease up if it is still ours. Where
+// the server honours If-Match on DELETE, it deletes the object with
+// If-Match on the ETag it last wrote: one request. Otherwise, or if that
+// fails (a renewal cut short by Release may have landed with an ETag this
+// lease did not learn), it overwrites the object (If-Match) with a record
+// that has expired, which any taker may take over, then deletes that with
+// If-Match where the server honours it. A lease that another run took is
+// left alone.
 func (l *s3Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	if l.released {
@@ -457,6 +462,9 @@ func (l *s3Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	etag := l.etag
 	l.mu.Unlock()
+	if l.cond.deleteIfMatch && l.deleteIfMatch(ctx, etag) == nil {
+		return nil
+	}
 	now := time.Now().UTC()
 	released := lockRecord{Holder: l.holder + " (released)", Since: now, Expires: now}
 	etag, err := l.put(ctx, etag, released)
@@ -478,16 +486,26 @@ func (l *s3Lease) Release(ctx context.Context) error {
 	if !l.cond.deleteIfMatch {
 		return nil
 	}
+	err = l.deleteIfMatch(ctx, etag)
+	if err == nil || preconditionFailed(err) {
+		return nil
+	}
+	return l.s.classify("unlock", stateDir+"/"+l.name, err)
+}
+
+// deleteIfMatch deletes the lease object if its ETag is etag; a lease
+// object already gone counts as deleted.
+func (l *s3Lease) deleteIfMatch(ctx context.Context, etag string) error {
 	ifMatch := etag
 	if l.cond.bareETag {
 		ifMatch = unquote(etag)
 	}
-	_, err = l.s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+	_, err := l.s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
 		Bucket: aws.String(l.s.bucket), Key: aws.String(l.key), IfMatch: aws.String(ifMatch)})
-	if err == nil || status(err) == http.StatusNotFound || preconditionFailed(err) {
+	if status(err) == http.StatusNotFound {
 		return nil
 	}
-	return l.s.classify("unlock", stateDir+"/"+l.name, err)
+	return err
 }
 
 // noLease is the lease of a sink configured with NoLock: it holds nothing.

@@ -155,6 +155,44 @@ func TestS3LockWithUnquotedETags(t *testing.T) {
 	again.Release(t.Context())
 }
 
+// TestS3LockReleaseIsOneDelete: where DELETE honours If-Match (the probe
+// finds out), Release is a single conditional DELETE of the lease object,
+// and the next run takes the lock at once.
+func TestS3LockReleaseIsOneDelete(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	var releasing atomic.Bool
+	var requests []string
+	s := withTransport(t, env, "dest", func(next http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if releasing.Load() {
+				requests = append(requests, r.Method+" "+r.URL.Path+" If-Match: "+r.Header.Get("If-Match"))
+			}
+			return resp, err
+		})
+	})
+	lease, err := s.Lock(t.Context(), sink.DefaultLockName, "host a pid 1 run x", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	releasing.Store(true)
+	if err := lease.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	releasing.Store(false)
+	if len(requests) != 1 || !strings.HasPrefix(requests[0], "DELETE ") || strings.HasSuffix(requests[0], "If-Match: ") {
+		t.Errorf("Release sent %q; want one DELETE with If-Match", requests)
+	}
+	if _, err := env.Client().HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(env.Bucket), Key: aws.String("dest/.artifact-sync/lock")}); err == nil {
+		t.Error("the lease object is still there after Release")
+	}
+	next, err := env.NewS3(t, "dest").Lock(t.Context(), sink.DefaultLockName, "host b pid 2 run y", time.Minute)
+	if err != nil {
+		t.Fatalf("Lock right after Release: %v", err)
+	}
+	next.Release(t.Context())
+}
+
 // TestS3LockReleaseKeepsAnotherHoldersLease: on a server whose DELETE
 // ignores If-Match (MinIO, gofakes3, RGW 16), a run that releases a lease
 // someone else has taken in the meantime must leave theirs in place.

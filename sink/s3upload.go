@@ -717,57 +717,45 @@ func validSHA256(v string) string {
 // other run of the tool is writing the prefix.
 func (s *S3) TidyUploads(ctx context.Context) error {
 	now := time.Now()
-	states := map[string]*uploadState{} // by key
-	for info, err := range s.List(ctx, uploadsDir) {
-		if err != nil {
-			return err
-		}
-		if !strings.HasSuffix(info.Key, ".json") {
-			continue
-		}
-		st, err := s.loadStateAt(ctx, info.Key)
-		if err != nil {
-			return err
-		}
-		if st != nil {
-			states[st.Key] = st
-		}
+	// The two listings do not depend on each other: one round trip, not two.
+	var (
+		states  map[string]*uploadState // by key
+		uploads []types.MultipartUpload
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		states, err = s.recordedUploads(gctx)
+		return err
+	})
+	g.Go(func() (err error) {
+		uploads, err = s.openUploads(gctx)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	var errs []error
 	seen := map[string]bool{} // keys whose recorded upload is listed
-	// The whole bucket's uploads, filtered here: MinIO lists uploads only
-	// for an exact key or for no prefix at all.
-	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return s.classify("list the open uploads of", "", err)
+	for _, up := range uploads {
+		key := strings.TrimPrefix(aws.ToString(up.Key), s.prefix)
+		id, initiated := aws.ToString(up.UploadId), aws.ToTime(up.Initiated)
+		st := states[key]
+		var abandoned bool
+		switch {
+		case st != nil && st.UploadID == id:
+			seen[key] = true
+			abandoned = now.Sub(st.Updated) > s.abandonAfter
+		case st != nil && ownedBy(st, up):
+			// Created for the recorded write (the recorded ID is
+			// another one, or none yet): a run died in between.
+			abandoned = true
+		default:
+			abandoned = now.Sub(initiated) > s.abandonAfter
 		}
-		for _, up := range page.Uploads {
-			full := aws.ToString(up.Key)
-			if !strings.HasPrefix(full, s.prefix) {
-				continue
-			}
-			key := strings.TrimPrefix(full, s.prefix)
-			id, initiated := aws.ToString(up.UploadId), aws.ToTime(up.Initiated)
-			st := states[key]
-			var abandoned bool
-			switch {
-			case st != nil && st.UploadID == id:
-				seen[key] = true
-				abandoned = now.Sub(st.Updated) > s.abandonAfter
-			case st != nil && ownedBy(st, up):
-				// Created for the recorded write (the recorded ID is
-				// another one, or none yet): a run died in between.
-				abandoned = true
-			default:
-				abandoned = now.Sub(initiated) > s.abandonAfter
-			}
-			if abandoned {
-				errs = append(errs, s.abort(ctx, key, id))
-				if st != nil && st.UploadID == id {
-					errs = append(errs, s.dropState(ctx, key))
-				}
+		if abandoned {
+			errs = append(errs, s.abort(ctx, key, id))
+			if st != nil && st.UploadID == id {
+				errs = append(errs, s.dropState(ctx, key))
 			}
 		}
 	}
@@ -785,6 +773,47 @@ func (s *S3) TidyUploads(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// recordedUploads reads the upload states in the uploads folder, by key.
+func (s *S3) recordedUploads(ctx context.Context) (map[string]*uploadState, error) {
+	states := map[string]*uploadState{}
+	for info, err := range s.List(ctx, uploadsDir) {
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasSuffix(info.Key, ".json") {
+			continue
+		}
+		st, err := s.loadStateAt(ctx, info.Key)
+		if err != nil {
+			return nil, err
+		}
+		if st != nil {
+			states[st.Key] = st
+		}
+	}
+	return states, nil
+}
+
+// openUploads lists the multipart uploads open below the prefix: the whole
+// bucket's, filtered here, since MinIO lists uploads only for an exact key
+// or for no prefix at all.
+func (s *S3) openUploads(ctx context.Context) ([]types.MultipartUpload, error) {
+	var ups []types.MultipartUpload
+	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.classify("list the open uploads of", "", err)
+		}
+		for _, up := range page.Uploads {
+			if strings.HasPrefix(aws.ToString(up.Key), s.prefix) {
+				ups = append(ups, up)
+			}
+		}
+	}
+	return ups, nil
 }
 
 // loadStateAt reads the upload state object at key (in the uploads

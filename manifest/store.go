@@ -55,6 +55,10 @@ type OpenFileStore interface {
 // everything r yielded up to io.EOF, durably; if r fails, or anything else
 // does, the file keeps its previous content (or does not exist). So a large
 // snapshot is written as it is encoded instead of being encoded whole first.
+//
+// A wrapper that changes what WriteFile does must do the same in
+// WriteFileFrom, or not have it: embedding a DirStore or a MemStore brings
+// theirs along.
 type WriteFromStore interface {
 	Store
 	WriteFileFrom(ctx context.Context, name string, r io.Reader) error

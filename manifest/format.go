@@ -92,23 +92,6 @@ func newEncoder(buf *bytes.Buffer) *json.Encoder {
 	return enc
 }
 
-// encodeSnapshot returns the snapshot of h and entries, which must be
-// sorted, as snapshotReader writes it.
-func encodeSnapshot(h snapshotHeader, entries []Entry) ([]byte, error) {
-	r, err := newSnapshotReader(h, func(b []byte) ([]byte, bool) {
-		if len(entries) == 0 {
-			return b, false
-		}
-		b = appendRecord(b, record{Entry: entries[0]})
-		entries = entries[1:]
-		return b, true
-	})
-	if err != nil {
-		return nil, err
-	}
-	return io.ReadAll(r)
-}
-
 // snapshotReader encodes a snapshot as it is read, a few entries at a
 // time, so that writing one never holds it whole: an indented JSON
 // document with one entry per line, so that two snapshots diff line by
@@ -179,12 +162,7 @@ func (r *snapshotReader) fill() {
 	r.buf = b
 }
 
-// encodeJournal writes the header line and one line per record.
-func encodeJournal(h journalHeader, recs []record) ([]byte, error) {
-	return encodeJournalFunc(h, len(recs), func(b []byte, i int) []byte { return appendRecord(b, recs[i]) })
-}
-
-// encodeJournalFunc writes the header line and n records, the i'th of
+// encodeJournalFunc writes a journal: the header line and n records, the i'th of
 // which appendRec appends.
 func encodeJournalFunc(h journalHeader, n int, appendRec func(b []byte, i int) []byte) ([]byte, error) {
 	var buf bytes.Buffer
@@ -237,17 +215,6 @@ func checkSnapshotEntry(i int, r *record) string {
 		return fmt.Sprintf("entry %d: %s", i+1, p)
 	}
 	return ""
-}
-
-// decodeJournal parses and checks a journal file held in memory; see
-// readJournal.
-func decodeJournal(loc string, data []byte, destination string) (*journalHeader, []record, error) {
-	var recs []record
-	h, err := readJournal(loc, bytes.NewReader(data), destination, func(r *record) { recs = append(recs, *r) })
-	if err != nil {
-		return nil, nil, err
-	}
-	return h, recs, nil
 }
 
 // readJournal parses and checks the journal file that r yields, calling

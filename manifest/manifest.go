@@ -30,15 +30,6 @@ func (id ID) String() string {
 	return fmt.Sprintf("%s job %d node %d %q", id.Project, id.JobNumber, id.NodeIndex, id.Path)
 }
 
-func compareID(a, b ID) int {
-	return cmp.Or(
-		strings.Compare(a.Project, b.Project),
-		cmp.Compare(a.JobNumber, b.JobNumber),
-		cmp.Compare(a.NodeIndex, b.NodeIndex),
-		strings.Compare(a.Path, b.Path),
-	)
-}
-
 // Entry records one completed transfer. Size and SHA256 are what was
 // written to the destination, so that a later run can check the copy
 // there without trusting the manifest blindly.

@@ -1,9 +1,16 @@
 package manifest
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
+	"runtime"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -177,42 +184,282 @@ func fastInt(s []byte) (n int64, rest []byte, ok bool) {
 	return n, s[i:], true
 }
 
-// Markers of the snapshot layout encodeSnapshot writes.
+// Markers of the snapshot layout snapshotReader writes: the entries start
+// after a comma that ends the header's last line, then a line that opens
+// them; and they end with a line that closes them, then one that closes the
+// document.
 const (
-	snapshotEntriesStart = ",\n  \"entries\": [\n"
-	snapshotEntriesEnd   = "\n  ]\n}\n"
+	snapshotEntriesStart = ",\n" + entriesOpen + "\n"
+	snapshotEntriesEnd   = "\n" + entriesClose + "\n}\n"
+	entriesOpen          = `  "entries": [`
+	entriesClose         = "  ]"
 )
 
-// fastSplitSnapshot splits a snapshot in the layout encodeSnapshot writes
-// into its header (as a JSON object) and its entry lines. It reports false
-// if data has any other layout; the caller then decodes it as a whole.
-func fastSplitSnapshot(data []byte) (header []byte, lines [][]byte, ok bool) {
-	i := bytes.Index(data, []byte(snapshotEntriesStart))
-	if i < 0 || !bytes.HasSuffix(data, []byte(snapshotEntriesEnd)) {
-		return nil, nil, false
-	}
-	start, end := i+len(snapshotEntriesStart), len(data)-len(snapshotEntriesEnd)+1
-	if end < start {
-		return nil, nil, false
-	}
-	body := data[start:end]
-	header = append(data[:i:i], "\n}"...)
-	lines = make([][]byte, 0, bytes.Count(body, []byte("\n")))
-	for len(body) > 0 {
-		j := bytes.IndexByte(body, '\n')
-		line := body[:j]
-		body = body[j+1:]
-		if !bytes.HasPrefix(line, []byte("    {")) {
-			return nil, nil, false
+// errOtherLayout says that a snapshot is not in the layout snapshotReader
+// writes; decodeSnapshot then decodes it as a whole.
+var errOtherLayout = errors.New("not the layout this package writes")
+
+// readSnapshot parses and checks the snapshot that r yields, in the layout
+// snapshotReader writes, and calls add with each entry in order; loc names
+// it in errors. Entries are decoded on all CPUs, a batch of lines at a time,
+// which is many times faster than decoding the document as a whole, and
+// holds a few batches, never the file.
+//
+// It returns errOtherLayout, having called add for some entries or none,
+// if r holds anything else, down to a line the fast decoder does not take;
+// the result of decodeSnapshot is then the answer. Otherwise it gives the
+// same answer decodeSnapshot would, checks in the same order included: the
+// header first, then each entry.
+func readSnapshot(loc string, r io.Reader, destination string, add func(*record)) (*snapshotHeader, error) {
+	lr := newLineReader(r)
+	// The header is every line before the one that opens the entries, the
+	// comma that ends it left out.
+	var header []byte
+	for {
+		line, complete, err := lr.next()
+		if err != nil && err != io.EOF {
+			return nil, readError(loc, err)
 		}
-		line = line[4:]
-		if len(body) > 0 {
-			var comma bool
-			if line, comma = bytes.CutSuffix(line, []byte(",")); !comma {
-				return nil, nil, false
+		if err == io.EOF || !complete {
+			return nil, errOtherLayout
+		}
+		if string(line) == entriesOpen && bytes.HasSuffix(header, []byte(",\n")) {
+			header = append(header[:len(header)-2], "\n}"...)
+			break
+		}
+		header = append(append(header, line...), '\n')
+	}
+	var h snapshotHeader
+	if json.Unmarshal(header, &h) != nil {
+		return nil, errOtherLayout
+	}
+	d := newSnapshotDecoder(add)
+	err := d.run(lr)
+	if err != nil {
+		if err != errOtherLayout {
+			err = readError(loc, err)
+		}
+		return nil, err
+	}
+	if err := checkHeader(loc, h.Format, h.Destination, destination); err != nil {
+		return nil, err
+	}
+	if d.problem != "" {
+		return nil, corruptError(loc, d.problem)
+	}
+	return &h, nil
+}
+
+// snapshotBatch is a run of entry lines, then their records.
+type snapshotBatch struct {
+	buf     []byte // the lines, without indent, comma or newline
+	ends    []int  // where each line ends in buf
+	recs    []record
+	decoded chan struct{} // closed when recs are decoded, or failed is
+	failed  bool          // a line did not decode
+}
+
+const (
+	snapshotBatchBytes = 256 << 10
+	snapshotBatchLines = 1024
+)
+
+// snapshotDecoder decodes the entries of a snapshot in a pipeline: the
+// caller reads batches of lines, workers decode them, and an applier checks
+// their records and passes them to add, in order.
+type snapshotDecoder struct {
+	add     func(*record)
+	free    chan *snapshotBatch // batches to reuse
+	made    int                 // batches made, at most cap(free)
+	failed  atomic.Bool         // a batch did not decode
+	problem string              // the first entry that checkEntry refuses, for the message
+	entries int                 // entries passed to add or refused so far
+}
+
+func newSnapshotDecoder(add func(*record)) *snapshotDecoder {
+	return &snapshotDecoder{add: add, free: make(chan *snapshotBatch, 2*runtime.GOMAXPROCS(0)+1)}
+}
+
+func (d *snapshotDecoder) batch() *snapshotBatch {
+	select {
+	case b := <-d.free:
+		return b
+	default:
+	}
+	if d.made < cap(d.free) {
+		d.made++
+		return &snapshotBatch{buf: make([]byte, 0, snapshotBatchBytes+4<<10)}
+	}
+	return <-d.free
+}
+
+// run reads the entry lines of lr up to the end of the document and
+// decodes them. It returns errOtherLayout if the lines are not as
+// snapshotReader writes them, or a read error.
+func (d *snapshotDecoder) run(lr *lineReader) error {
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *snapshotBatch, workers)
+	ordered := make(chan *snapshotBatch, cap(d.free))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := range work {
+				b.decode()
 			}
-		}
-		lines = append(lines, line)
+		})
 	}
-	return header, lines, true
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		for b := range ordered {
+			<-b.decoded
+			if b.failed {
+				d.failed.Store(true)
+			}
+			if !d.failed.Load() {
+				d.apply(b)
+			}
+			d.free <- b
+		}
+	}()
+
+	err := d.read(lr, work, ordered)
+	close(work)
+	close(ordered)
+	wg.Wait()
+	<-applied
+	if err == nil && d.failed.Load() {
+		err = errOtherLayout
+	}
+	return err
+}
+
+// read sends batches of entry lines to work and, in the same order, to
+// ordered, until the line that closes the entries.
+func (d *snapshotDecoder) read(lr *lineReader, work, ordered chan<- *snapshotBatch) error {
+	var b *snapshotBatch
+	send := func() {
+		if b != nil && len(b.ends) > 0 {
+			b.decoded = make(chan struct{})
+			ordered <- b
+			work <- b
+		}
+		b = nil
+	}
+	defer send()
+	lines := 0
+	last := false // an entry line without a comma must be the last
+	for !d.failed.Load() {
+		line, complete, err := lr.next()
+		switch {
+		case err == io.EOF || err == nil && !complete:
+			return errOtherLayout
+		case err != nil:
+			return err
+		}
+		if string(line) == entriesClose {
+			if lines > 0 && !last {
+				return errOtherLayout
+			}
+			return expectEnd(lr)
+		}
+		if !bytes.HasPrefix(line, []byte("    {")) || last {
+			return errOtherLayout
+		}
+		entry, comma := bytes.CutSuffix(line[4:], []byte(","))
+		last = !comma
+		lines++
+		if b == nil {
+			b = d.batch()
+		}
+		b.buf = append(b.buf, entry...)
+		b.ends = append(b.ends, len(b.buf))
+		if len(b.buf) >= snapshotBatchBytes || len(b.ends) >= snapshotBatchLines {
+			send()
+		}
+	}
+	return nil
+}
+
+// expectEnd reads what follows the entries: the line that closes the
+// document, then nothing.
+func expectEnd(lr *lineReader) error {
+	line, complete, err := lr.next()
+	if err != nil && err != io.EOF {
+		return err
+	}
+	if err == io.EOF || !complete || string(line) != "}" {
+		return errOtherLayout
+	}
+	switch _, _, err = lr.next(); err {
+	case io.EOF:
+		return nil
+	case nil:
+		return errOtherLayout
+	default:
+		return err
+	}
+}
+
+// decode decodes b's lines into b.recs, or sets b.failed.
+func (b *snapshotBatch) decode() {
+	defer close(b.decoded)
+	b.recs = slices.Grow(b.recs[:0], len(b.ends))[:len(b.ends)]
+	start := 0
+	for i, end := range b.ends {
+		if decodeRecord(b.buf[start:end], &b.recs[i]) != nil {
+			b.failed = true
+			return
+		}
+		start = end
+	}
+}
+
+// apply checks b's records and adds them, then empties b for reuse.
+func (d *snapshotDecoder) apply(b *snapshotBatch) {
+	for i := range b.recs {
+		r := &b.recs[i]
+		if p := checkSnapshotEntry(d.entries, r); p != "" {
+			if d.problem == "" {
+				d.problem = p
+			}
+		} else if d.problem == "" {
+			d.add(r)
+		}
+		d.entries++
+	}
+	clear(b.recs) // drop the strings: the table has its own copy
+	b.buf, b.ends, b.recs, b.failed = b.buf[:0], b.ends[:0], b.recs[:0], false
+}
+
+// lineReader reads lines from a stream.
+type lineReader struct {
+	r    *bufio.Reader
+	long []byte // a line longer than r's buffer
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// next returns the next line, without its newline, and whether it had one
+// (only the last line may not). The line is valid until the next call. At
+// the end of the stream it returns io.EOF.
+func (l *lineReader) next() (line []byte, complete bool, err error) {
+	line, err = l.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		l.long = append(l.long[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = l.r.ReadSlice('\n')
+			l.long = append(l.long, line...)
+		}
+		line = l.long
+	}
+	switch {
+	case err == nil:
+		return line[:len(line)-1], true, nil
+	case err == io.EOF && len(line) > 0:
+		return line, false, nil
+	}
+	return nil, false, err
 }

@@ -14,6 +14,13 @@ import (
 // often enough for that to matter. TestAppendRecordMatchesEncodingJSON and
 // FuzzAppendRecord keep the two in step.
 func appendRecord(b []byte, r record) []byte {
+	return appendRecordSum(b, r, "")
+}
+
+// appendRecordSum is appendRecord for a record whose SHA-256 is given as
+// its 32 bytes in sum, as the manifest keeps it in memory, rather than in
+// r.SHA256.
+func appendRecordSum(b []byte, r record, sum string) []byte {
 	b = append(b, `{"project":`...)
 	b = appendString(b, r.Project)
 	b = append(b, `,"job_number":`...)
@@ -37,8 +44,15 @@ func appendRecord(b []byte, r record) []byte {
 	}
 	b = append(b, `,"size":`...)
 	b = strconv.AppendInt(b, r.Size, 10)
+	if sum != "" {
+		b = append(b, `,"sha256":"`...)
+		b = appendHex(b, sum)
+		b = append(b, '"')
+	} else if r.SHA256 != "" {
+		b = append(b, `,"sha256":`...)
+		b = appendString(b, r.SHA256)
+	}
 	for _, f := range [...]struct{ name, value string }{
-		{`,"sha256":`, r.SHA256},
 		{`,"etag":`, r.ETag},
 		{`,"last_modified":`, r.LastModified},
 	} {

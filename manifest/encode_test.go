@@ -2,9 +2,12 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -128,4 +131,47 @@ func readTestdataF(f *testing.F, name string) []byte {
 		f.Fatal(err)
 	}
 	return b
+}
+
+// encodeSnapshot returns the snapshot of h and entries, which must be
+// sorted, as snapshotReader writes it.
+func encodeSnapshot(h snapshotHeader, entries []Entry) ([]byte, error) {
+	r, err := newSnapshotReader(h, func(b []byte) ([]byte, bool) {
+		if len(entries) == 0 {
+			return b, false
+		}
+		b = appendRecord(b, record{Entry: entries[0]})
+		entries = entries[1:]
+		return b, true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+// encodeJournal writes the header line and one line per record.
+func encodeJournal(h journalHeader, recs []record) ([]byte, error) {
+	return encodeJournalFunc(h, len(recs), func(b []byte, i int) []byte { return appendRecord(b, recs[i]) })
+}
+
+// decodeJournal parses and checks a journal file held in memory; see
+// readJournal.
+func decodeJournal(loc string, data []byte, destination string) (*journalHeader, []record, error) {
+	var recs []record
+	h, err := readJournal(loc, bytes.NewReader(data), destination, func(r *record) { recs = append(recs, *r) })
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, recs, nil
+}
+
+// compareID orders IDs as snapshots and Entries do.
+func compareID(a, b ID) int {
+	return cmp.Or(
+		strings.Compare(a.Project, b.Project),
+		cmp.Compare(a.JobNumber, b.JobNumber),
+		cmp.Compare(a.NodeIndex, b.NodeIndex),
+		strings.Compare(a.Path, b.Path),
+	)
 }

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -94,9 +92,24 @@ func newEncoder(buf *bytes.Buffer) *json.Encoder {
 	return enc
 }
 
-// encodeSnapshot writes an indented JSON document with one entry per line,
-// so that two snapshots diff line by line. entries must be sorted.
-func encodeSnapshot(h snapshotHeader, entries []Entry) ([]byte, error) {
+// snapshotReader encodes a snapshot as it is read, a few entries at a
+// time, so that writing one never holds it whole: an indented JSON
+// document with one entry per line, so that two snapshots diff line by
+// line.
+type snapshotReader struct {
+	next    func(b []byte) ([]byte, bool) // appends the next entry to b, if there is one
+	buf     []byte
+	off     int
+	started bool // the first entry is written
+	done    bool // the document is complete in buf
+}
+
+// snapshotChunk is about how many bytes snapshotReader encodes at a time.
+const snapshotChunk = 64 << 10
+
+// newSnapshotReader returns a reader of the snapshot of h whose entries,
+// in order, next appends to a buffer one by one.
+func newSnapshotReader(h snapshotHeader, next func(b []byte) ([]byte, bool)) (*snapshotReader, error) {
 	if h.Journals == nil {
 		h.Journals = []string{}
 	}
@@ -109,67 +122,66 @@ func encodeSnapshot(h snapshotHeader, entries []Entry) ([]byte, error) {
 	// Reopen the header object ("...\n}\n") to append the entries.
 	b := buf.Bytes()
 	b = b[:len(b)-len("\n}\n")]
-	if len(entries) == 0 {
-		return append(b, ",\n  \"entries\": []\n}\n"...), nil
-	}
-	b = slices.Grow(b, 64+300*len(entries))
-	b = append(b, ",\n  \"entries\": [\n"...)
-	for i, e := range entries {
-		b = append(b, "    "...)
-		b = appendRecord(b, record{Entry: e})
-		if i < len(entries)-1 {
-			b = append(b, ',')
-		}
-		b = append(b, '\n')
-	}
-	return append(b, "  ]\n}\n"...), nil
+	return &snapshotReader{next: next, buf: b}, nil
 }
 
-// encodeJournal writes the header line and one line per record.
-func encodeJournal(h journalHeader, recs []record) ([]byte, error) {
+func (r *snapshotReader) Read(p []byte) (int, error) {
+	for r.off == len(r.buf) {
+		if r.done {
+			return 0, io.EOF
+		}
+		r.buf, r.off = r.buf[:0], 0
+		r.fill()
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// fill appends entries to r.buf until it holds snapshotChunk bytes or the
+// end of the document.
+func (r *snapshotReader) fill() {
+	b := r.buf
+	if !r.started {
+		var ok bool
+		mark := len(b)
+		if b, ok = r.next(append(b, snapshotEntriesStart+"    "...)); !ok {
+			r.buf, r.done = append(b[:mark], ",\n  \"entries\": []\n}\n"...), true
+			return
+		}
+		r.started = true
+	}
+	for len(b) < snapshotChunk {
+		var ok bool
+		mark := len(b)
+		if b, ok = r.next(append(b, ",\n    "...)); !ok {
+			b, r.done = append(b[:mark], snapshotEntriesEnd...), true
+			break
+		}
+	}
+	r.buf = b
+}
+
+// encodeJournalFunc writes a journal: the header line and n records, the i'th of
+// which appendRec appends.
+func encodeJournalFunc(h journalHeader, n int, appendRec func(b []byte, i int) []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := newEncoder(&buf).Encode(h); err != nil {
 		return nil, err // a clock outside years 0-9999
 	}
-	b := slices.Grow(buf.Bytes(), 300*len(recs))
-	for _, r := range recs {
-		b = appendRecord(b, r)
+	b := slices.Grow(buf.Bytes(), 300*n)
+	for i := range n {
+		b = appendRec(b, i)
 		b = append(b, '\n')
 	}
 	return b, nil
 }
 
-// decodeSnapshot parses and checks a snapshot file. loc names it in errors.
+// decodeSnapshot parses and checks a snapshot file of any layout, as a
+// whole; loc names it in errors. readSnapshot decodes the layout
+// snapshotReader writes as a stream, and the manifest falls back to this
+// for any other (a snapshot edited by hand, say).
 func decodeSnapshot(loc string, data []byte, destination string) (*snapshotHeader, []record, error) {
-	h, recs, err := splitSnapshot(loc, data)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := checkHeader(loc, h.Format, h.Destination, destination); err != nil {
-		return nil, nil, err
-	}
-	for i, r := range recs {
-		if !r.Removed.IsZero() {
-			return nil, nil, corruptError(loc, fmt.Sprintf("entry %d (%v) is a removal, which only journals hold", i+1, r.ID))
-		}
-		if p := checkEntry(r.Entry); p != "" {
-			return nil, nil, corruptError(loc, fmt.Sprintf("entry %d: %s", i+1, p))
-		}
-	}
-	return h, recs, nil
-}
-
-// splitSnapshot decodes a snapshot's JSON. When it has the layout
-// encodeSnapshot writes, its lines are decoded on all CPUs, which is many
-// times faster than decoding the document as a whole.
-func splitSnapshot(loc string, data []byte) (*snapshotHeader, []record, error) {
-	if header, lines, ok := fastSplitSnapshot(data); ok {
-		var h snapshotHeader
-		recs := make([]record, len(lines))
-		if json.Unmarshal(header, &h) == nil && decodeLines(lines, recs) {
-			return &h, recs, nil
-		}
-	}
 	var f snapshotFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		// A newer format may not fit this one's types; say so rather than
@@ -180,63 +192,47 @@ func splitSnapshot(loc string, data []byte) (*snapshotHeader, []record, error) {
 		}
 		return nil, nil, corruptError(loc, jsonProblem(data, err))
 	}
+	if err := checkHeader(loc, f.Format, f.Destination, destination); err != nil {
+		return nil, nil, err
+	}
 	recs := make([]record, len(f.Entries))
 	for i := range f.Entries {
 		recs[i] = f.Entries[i].record()
+		if p := checkSnapshotEntry(i, &recs[i]); p != "" {
+			return nil, nil, corruptError(loc, p)
+		}
 	}
 	return &f.snapshotHeader, recs, nil
 }
 
-// decodeLines decodes lines[i] into recs[i] in parallel, and reports
-// whether all of them decoded.
-func decodeLines(lines [][]byte, recs []record) bool {
-	const minChunk = 4096
-	workers := min(runtime.GOMAXPROCS(0), (len(lines)+minChunk-1)/minChunk)
-	if workers <= 1 {
-		for i, line := range lines {
-			if decodeRecord(line, &recs[i]) != nil {
-				return false
-			}
-		}
-		return true
+// checkSnapshotEntry returns what is wrong with r, the i'th entry of a
+// snapshot (from 0), or "".
+func checkSnapshotEntry(i int, r *record) string {
+	if !r.Removed.IsZero() {
+		return fmt.Sprintf("entry %d (%v) is a removal, which only journals hold", i+1, r.ID)
 	}
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	per := (len(lines) + workers - 1) / workers
-	for start := 0; start < len(lines); start += per {
-		end := min(start+per, len(lines))
-		wg.Go(func() {
-			for i := start; i < end && !failed.Load(); i++ {
-				if decodeRecord(lines[i], &recs[i]) != nil {
-					failed.Store(true)
-				}
-			}
-		})
+	if p := checkEntry(r.Entry); p != "" {
+		return fmt.Sprintf("entry %d: %s", i+1, p)
 	}
-	wg.Wait()
-	return !failed.Load()
+	return ""
 }
 
-// decodeJournal parses and checks a journal file. A journal is written
-// whole, but a store that is not atomic (or a disk that lies) may leave a
-// prefix of it: an incomplete last line is dropped, and a file without a
-// complete header line holds nothing. Every complete line must be valid.
-func decodeJournal(loc string, data []byte, destination string) (*journalHeader, []record, error) {
-	var (
-		h    *journalHeader
-		recs []record
-	)
-	for lineNo := 1; len(data) > 0; lineNo++ {
-		var line []byte
-		i := bytes.IndexByte(data, '\n')
-		last := i < 0
-		if last {
-			line, data = data, nil
-		} else {
-			line, data = data[:i], data[i+1:]
+// readJournal parses and checks the journal file that r yields, calling
+// add with each record in order. A journal is written whole, but a store
+// that is not atomic (or a disk that lies) may leave a prefix of it: an
+// incomplete last line is dropped, and a file without a complete header
+// line holds nothing (h is nil). Every complete line must be valid.
+func readJournal(loc string, r io.Reader, destination string, add func(*record)) (h *journalHeader, err error) {
+	lr := newLineReader(r)
+	for lineNo := 1; ; lineNo++ {
+		line, complete, err := lr.next()
+		if err == io.EOF {
+			return h, nil
 		}
+		if err != nil {
+			return nil, readError(loc, err)
+		}
+		last := !complete
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
@@ -244,38 +240,41 @@ func decodeJournal(loc string, data []byte, destination string) (*journalHeader,
 			var hdr journalHeader
 			if err := json.Unmarshal(line, &hdr); err != nil {
 				if last {
-					return nil, nil, nil // torn header: an empty journal
+					return nil, nil // torn header: an empty journal
 				}
-				return nil, nil, corruptError(loc, fmt.Sprintf("line %d: header: %s", lineNo, jsonProblem(line, err)))
+				return nil, corruptError(loc, fmt.Sprintf("line %d: header: %s", lineNo, jsonProblem(line, err)))
 			}
 			if err := checkHeader(loc, hdr.Format, hdr.Destination, destination); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			h = &hdr
 			continue
 		}
-		var r record
-		if err := decodeRecord(line, &r); err != nil {
+		var rec record
+		if err := decodeRecord(line, &rec); err != nil {
 			if last {
-				break // torn tail
+				return h, nil // torn tail
 			}
-			return nil, nil, corruptError(loc, fmt.Sprintf("line %d: %s", lineNo, jsonProblem(line, err)))
+			return nil, corruptError(loc, fmt.Sprintf("line %d: %s", lineNo, jsonProblem(line, err)))
 		}
 		var p string
-		if !r.Removed.IsZero() {
-			p = checkID(r.ID)
+		if !rec.Removed.IsZero() {
+			p = checkID(rec.ID)
 		} else {
-			p = checkEntry(r.Entry)
+			p = checkEntry(rec.Entry)
 		}
 		if p != "" {
 			if last {
-				break // a torn line can still parse, e.g. a number cut short
+				return h, nil // a torn line can still parse, e.g. a number cut short
 			}
-			return nil, nil, corruptError(loc, fmt.Sprintf("line %d: %s", lineNo, p))
+			return nil, corruptError(loc, fmt.Sprintf("line %d: %s", lineNo, p))
 		}
-		recs = append(recs, r)
+		add(&rec)
 	}
-	return h, recs, nil
+}
+
+func readError(loc string, err error) error {
+	return &Error{Location: loc, Problem: "cannot read: " + err.Error(), Err: err}
 }
 
 func checkHeader(loc string, format int, got, want string) error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -77,6 +79,53 @@ func FuzzLoad(f *testing.F) {
 		for i := range after {
 			if !sameEntry(after[i], before[i]) {
 				t.Fatalf("compaction changed an entry:\n got %+v\nwant %+v", after[i], before[i])
+			}
+		}
+	})
+}
+
+// FuzzReadSnapshot: whenever the streaming decoder takes a snapshot, its
+// answer (header, entries, or the error and its message) is the one
+// decoding the document as a whole gives.
+func FuzzReadSnapshot(f *testing.F) {
+	snapshot, err := os.ReadFile(filepath.Join("testdata", "manifest.golden"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(snapshot)
+	f.Add(bytes.Replace(snapshot, []byte(`"format": 1`), []byte(`"format": 9`), 1))
+	f.Add(bytes.Replace(snapshot, []byte(testDest), []byte("/elsewhere"), 1))
+	f.Add(bytes.Replace(snapshot, []byte(`"size":0`), []byte(`"size":-1`), 1))
+	f.Add(bytes.Replace(snapshot, []byte(`"key":`), []byte(`"removed":"2025-01-02T03:04:05Z","key":`), 1))
+	f.Add(bytes.Replace(snapshot, []byte("},\n"), []byte("}\n"), 1))
+	f.Add(bytes.Replace(snapshot, []byte("}\n  ]"), []byte("},\n  ]"), 1))
+	f.Add(bytes.Replace(snapshot, []byte(`"path":"dist`), []byte(`"path":"\u0064ist`), 1))
+	f.Add(snapshot[:len(snapshot)-1])
+	f.Add(append(slices.Clip(snapshot), ' '))
+	f.Add([]byte("{\n  \"format\": 1,\n  \"destination\": \"s3://bucket/backups\",\n  \"entries\": [\n  ]\n}\n"))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got []record
+		h, err := readSnapshot("loc", bytes.NewReader(data), testDest, func(r *record) { got = append(got, *r) })
+		if err == errOtherLayout {
+			return
+		}
+		wantH, want, wantErr := decodeSnapshot("loc", data, testDest)
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Fatalf("readSnapshot: %v\ndecodeSnapshot: %v", err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if !reflect.DeepEqual(h, wantH) {
+			t.Errorf("header %+v, want %+v", h, wantH)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d entries, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if !sameEntry(got[i].Entry, want[i].Entry) || !got[i].Removed.Equal(want[i].Removed) {
+				t.Errorf("entry %d: %+v, want %+v", i, got[i], want[i])
 			}
 		}
 	})

@@ -1,12 +1,14 @@
 package manifest
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"iter"
 	"slices"
@@ -26,15 +28,6 @@ type ID struct {
 // String describes id for messages: project job 12 node 0 "dist/app.tgz".
 func (id ID) String() string {
 	return fmt.Sprintf("%s job %d node %d %q", id.Project, id.JobNumber, id.NodeIndex, id.Path)
-}
-
-func compareID(a, b ID) int {
-	return cmp.Or(
-		strings.Compare(a.Project, b.Project),
-		cmp.Compare(a.JobNumber, b.JobNumber),
-		cmp.Compare(a.NodeIndex, b.NodeIndex),
-		strings.Compare(a.Path, b.Path),
-	)
 }
 
 // Entry records one completed transfer. Size and SHA256 are what was
@@ -107,8 +100,8 @@ type Manifest struct {
 	cleanErr error     // failure to remove merged journals
 
 	mu       sync.RWMutex
-	entries  map[ID]Entry
-	pending  []record // recorded since the last journal was written
+	t        *table
+	pending  []uint32 // slots recorded since the last journal was written
 	dirty    bool     // recorded or removed anything since Open
 	err      error    // the last flush's failure, until one succeeds
 	closed   bool
@@ -168,10 +161,10 @@ func Open(ctx context.Context, st Store, opts Options) (*Manifest, error) {
 		opts.MaxJournals = defaultMaxJournals
 	}
 	m := &Manifest{
-		st:      st,
-		opts:    opts,
-		entries: make(map[ID]Entry),
-		kick:    make(chan struct{}, 1),
+		st:   st,
+		opts: opts,
+		t:    newTable(),
+		kick: make(chan struct{}, 1),
 	}
 	if err := m.load(ctx); err != nil {
 		return nil, err
@@ -181,12 +174,12 @@ func Open(ctx context.Context, st Store, opts Options) (*Manifest, error) {
 
 // loadedJournal is a journal file read by load.
 type loadedJournal struct {
-	name string
-	run  string
-	seq  int64
-	hdr  *journalHeader // nil for a journal torn before its header ended
-	recs []record
-	err  error
+	name  string
+	run   string
+	seq   int64
+	hdr   *journalHeader // nil for a journal torn before its header ended
+	slots []uint32       // its records, in order
+	err   error
 }
 
 func (m *Manifest) load(ctx context.Context) error {
@@ -195,22 +188,10 @@ func (m *Manifest) load(ctx context.Context) error {
 		return &Error{Location: m.st.String(), Problem: "cannot list files: " + err.Error(), Err: err}
 	}
 
-	var (
-		snap     *snapshotHeader
-		snapRecs []record
-	)
-	loc := location(m.st, snapshotName)
-	data, err := m.st.ReadFile(ctx, snapshotName)
-	switch {
-	case err == nil:
-		snap, snapRecs, err = decodeSnapshot(loc, data, m.opts.Destination)
-		if err != nil {
-			return err
-		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return &Error{Location: loc, Problem: "cannot read: " + err.Error(), Err: err}
+	snap, err := m.loadSnapshot(ctx)
+	if err != nil {
+		return err
 	}
-
 	included := make(map[string]bool)
 	if snap != nil {
 		for _, name := range snap.Journals {
@@ -251,14 +232,6 @@ func (m *Manifest) load(ctx context.Context) error {
 			return j.err
 		}
 	}
-	n := len(snapRecs)
-	for _, j := range toRead {
-		n += len(j.recs)
-	}
-	m.entries = make(map[ID]Entry, n)
-	for _, r := range snapRecs {
-		m.entries[r.ID] = r.Entry
-	}
 	for _, j := range toRead {
 		m.journals = append(m.journals, j.name)
 		if j.hdr == nil {
@@ -268,16 +241,50 @@ func (m *Manifest) load(ctx context.Context) error {
 		if !j.hdr.Written.IsZero() && (m.created.IsZero() || j.hdr.Written.Before(m.created)) {
 			m.created = j.hdr.Written
 		}
-		for _, r := range j.recs {
-			if r.Removed.IsZero() {
-				m.entries[r.ID] = r.Entry
+		for _, i := range j.slots {
+			if s := m.t.slot(i); s.flags&slotRemoved != 0 {
+				m.t.remove(m.t.id(s))
 			} else {
-				delete(m.entries, r.ID)
+				m.t.set(i)
 			}
 		}
 	}
 	m.gen++ // this run's journals order after everything it loaded
 	return nil
+}
+
+// loadSnapshot reads the snapshot into m.t as a stream, or as a whole if
+// it is not in the layout this package writes. It returns nil if there is
+// none.
+func (m *Manifest) loadSnapshot(ctx context.Context) (*snapshotHeader, error) {
+	loc := location(m.st, snapshotName)
+	rc, err := OpenFile(ctx, m.st, snapshotName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, readError(loc, err)
+	}
+	h, err := readSnapshot(loc, rc, m.opts.Destination, func(r *record) {
+		m.t.set(m.t.add(newSlot(&r.Entry, time.Time{}), r.Project, r.Run))
+	})
+	rc.Close()
+	if err != errOtherLayout {
+		return h, err
+	}
+	m.t = newTable()
+	data, err := m.st.ReadFile(ctx, snapshotName)
+	if err != nil {
+		return nil, readError(loc, err)
+	}
+	h, recs, err := decodeSnapshot(loc, data, m.opts.Destination)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		m.t.set(m.t.add(newSlot(&recs[i].Entry, time.Time{}), recs[i].Project, recs[i].Run))
+	}
+	return h, nil
 }
 
 func (j *loadedJournal) generation() int64 {
@@ -288,24 +295,37 @@ func (j *loadedJournal) generation() int64 {
 }
 
 // readJournals reads and decodes journals a few at a time, since a remote
-// store's latency, not bandwidth, dominates.
+// store's latency, not bandwidth, dominates. Their records go into m.t as
+// slots, which load then applies in log order.
 func (m *Manifest) readJournals(ctx context.Context, js []*loadedJournal) {
 	sem := make(chan struct{}, readConcurrency)
-	var wg sync.WaitGroup
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex // guards m.t
+	)
 	for _, j := range js {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			loc := location(m.st, j.name)
-			data, err := m.st.ReadFile(ctx, j.name)
+			rc, err := OpenFile(ctx, m.st, j.name)
 			if errors.Is(err, fs.ErrNotExist) {
 				return // removed since List: it was merged into the snapshot
 			}
 			if err != nil {
-				j.err = &Error{Location: loc, Problem: "cannot read: " + err.Error(), Err: err}
+				j.err = readError(loc, err)
 				return
 			}
-			j.hdr, j.recs, j.err = decodeJournal(loc, data, m.opts.Destination)
+			defer rc.Close()
+			j.hdr, j.err = readJournal(loc, rc, m.opts.Destination, func(r *record) {
+				s := newSlot(&r.Entry, r.Removed)
+				mu.Lock()
+				j.slots = append(j.slots, m.t.add(s, r.Project, r.Run))
+				mu.Unlock()
+			})
+			if j.err != nil {
+				j.hdr, j.slots = nil, nil
+			}
 		})
 	}
 	wg.Wait()
@@ -323,38 +343,42 @@ func (m *Manifest) noteSeq(name string) {
 func (m *Manifest) Lookup(id ID) (Entry, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e, ok := m.entries[id]
-	return e, ok
+	s, ok := m.t.lookup(id)
+	if !ok {
+		return Entry{}, false
+	}
+	return slotEntry(s, m.t.names), true
 }
 
 // Len reports the number of entries.
 func (m *Manifest) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.entries)
+	return m.t.live
 }
 
 // Entries yields every entry, sorted by project, job number, node index and
-// path. It iterates over a copy, so it may run alongside Record.
+// path. It iterates over the entries as they were when it started, so it
+// may run alongside Record.
 func (m *Manifest) Entries() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
-		for _, e := range m.sorted() {
-			if !yield(e) {
+		v, order := m.sorted()
+		for _, i := range order {
+			if !yield(v.entry(i)) {
 				return
 			}
 		}
 	}
 }
 
-func (m *Manifest) sorted() []Entry {
+// sorted returns a view of the table and the slots of its entries, sorted
+// by ID.
+func (m *Manifest) sorted() (view, []uint32) {
 	m.mu.RLock()
-	es := make([]Entry, 0, len(m.entries))
-	for _, e := range m.entries {
-		es = append(es, e)
-	}
+	v, order := m.t.view(), m.t.entries()
 	m.mu.RUnlock()
-	slices.SortFunc(es, func(a, b Entry) int { return compareID(a.ID, b.ID) })
-	return es
+	v.sort(order)
+	return v, order
 }
 
 // Record adds e, replacing any entry for the same ID. It only updates
@@ -376,13 +400,15 @@ func (m *Manifest) Record(e Entry) error {
 	if p := checkEntry(e); p != "" {
 		return fmt.Errorf("manifest: record %v: %s", e.ID, p)
 	}
+	s := newSlot(&e, time.Time{})
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	m.entries[e.ID] = e
-	m.pending = append(m.pending, record{Entry: e})
+	i := m.t.add(s, e.Project, e.Run)
+	m.t.set(i)
+	m.pending = append(m.pending, i)
 	m.dirty = true
 	m.startFlusher()
 	n := len(m.pending)
@@ -405,14 +431,11 @@ func (m *Manifest) Remove(id ID) {
 	if m.closed {
 		return
 	}
-	if _, ok := m.entries[id]; !ok {
+	if !m.t.remove(id) {
 		return
 	}
-	delete(m.entries, id)
-	m.pending = append(m.pending, record{
-		Entry:   Entry{ID: id, Run: m.opts.Run},
-		Removed: m.opts.Now().UTC(),
-	})
+	s := newSlot(&Entry{ID: id}, m.opts.Now().UTC())
+	m.pending = append(m.pending, m.t.add(s, id.Project, m.opts.Run))
 	m.dirty = true
 	m.startFlusher()
 }
@@ -464,9 +487,10 @@ func (m *Manifest) flush(ctx context.Context) error {
 	recs := m.pending
 	m.pending = nil
 	dirty := m.dirty
+	v := m.t.view() // holds every slot in recs
 	m.mu.Unlock()
 
-	err := m.writeJournal(ctx, recs)
+	err := m.writeJournal(ctx, v, recs)
 	if err != nil {
 		m.mu.Lock()
 		m.pending = append(recs, m.pending...)
@@ -480,9 +504,9 @@ func (m *Manifest) flush(ctx context.Context) error {
 	return err
 }
 
-// writeJournal writes recs as this run's next journal. m.flushMu must be
-// held.
-func (m *Manifest) writeJournal(ctx context.Context, recs []record) error {
+// writeJournal writes the records in slots recs of v as this run's next
+// journal. m.flushMu must be held.
+func (m *Manifest) writeJournal(ctx context.Context, v view, recs []uint32) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -492,7 +516,7 @@ func (m *Manifest) writeJournal(ctx context.Context, recs []record) error {
 		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: err}
 	}
 	m.seq++
-	data, err := encodeJournal(journalHeader{
+	data, err := encodeJournalFunc(journalHeader{
 		Format:      formatVersion,
 		Tool:        m.opts.ToolVersion,
 		Destination: m.opts.Destination,
@@ -500,7 +524,10 @@ func (m *Manifest) writeJournal(ctx context.Context, recs []record) error {
 		Generation:  m.gen,
 		Seq:         m.seq,
 		Written:     m.opts.Now().UTC(),
-	}, recs)
+	}, len(recs), func(b []byte, i int) []byte {
+		r, sum := v.recordSum(recs[i])
+		return appendRecordSum(b, r, sum)
+	})
 	if err != nil {
 		return &Error{Location: loc, Problem: "cannot encode: " + err.Error(), Err: err}
 	}
@@ -532,11 +559,11 @@ func (m *Manifest) compact(ctx context.Context) error {
 	names := slices.Concat(m.merged, m.journals)
 	slices.Sort(names)
 	loc := location(m.st, snapshotName)
-	entries := m.sorted()
+	v, order := m.sorted()
 	if err := m.durable(ctx); err != nil {
 		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: err}
 	}
-	data, err := encodeSnapshot(snapshotHeader{
+	r, err := newSnapshotReader(snapshotHeader{
 		Format:      formatVersion,
 		Tool:        m.opts.ToolVersion,
 		Destination: m.opts.Destination,
@@ -545,11 +572,18 @@ func (m *Manifest) compact(ctx context.Context) error {
 		Run:         m.opts.Run,
 		Generation:  m.gen,
 		Journals:    names,
-	}, entries)
+	}, func(b []byte) ([]byte, bool) {
+		if len(order) == 0 {
+			return b, false
+		}
+		r, sum := v.recordSum(order[0])
+		order = order[1:]
+		return appendRecordSum(b, r, sum), true
+	})
 	if err != nil {
 		return &Error{Location: loc, Problem: "cannot encode: " + err.Error(), Err: err}
 	}
-	if err := m.st.WriteFile(ctx, snapshotName, data); err != nil {
+	if err := m.writeLarge(ctx, snapshotName, r); err != nil {
 		return &Error{Location: loc, Problem: "cannot write: " + err.Error(), Err: err}
 	}
 	// From here on the journals are redundant; failing to remove one only
@@ -565,6 +599,24 @@ func (m *Manifest) compact(ctx context.Context) error {
 	m.merged, m.journals = failed, nil
 	m.cleanErr = errors.Join(errs...)
 	return nil
+}
+
+// streamAbove is the size above which a file is written to a store that can
+// take a stream (WriteFromStore) as it is encoded; a smaller one is encoded
+// whole and written with WriteFile, which suits small objects better (S3: a
+// single PUT of known size).
+const streamAbove = 1 << 20
+
+// writeLarge writes the file name from r, which encodes it.
+func (m *Manifest) writeLarge(ctx context.Context, name string, r io.Reader) error {
+	head, err := io.ReadAll(io.LimitReader(r, streamAbove+1))
+	if err != nil {
+		return err
+	}
+	if len(head) <= streamAbove {
+		return m.st.WriteFile(ctx, name, head)
+	}
+	return WriteFileFrom(ctx, m.st, name, io.MultiReader(bytes.NewReader(head), r))
 }
 
 // Close writes what is pending, then, if anything was recorded or removed

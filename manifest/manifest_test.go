@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -374,6 +375,15 @@ type failingStore struct {
 }
 
 var errInjected = errors.New("injected failure")
+
+// WriteFileFrom fails as WriteFile does; MemStore's would not.
+func (f *failingStore) WriteFileFrom(ctx context.Context, name string, r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return f.WriteFile(ctx, name, data)
+}
 
 func (f *failingStore) WriteFile(ctx context.Context, name string, data []byte) error {
 	f.writes.Add(1)

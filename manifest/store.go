@@ -1,8 +1,10 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -37,6 +39,55 @@ type Store interface {
 	List(ctx context.Context) ([]string, error)
 	// String names the location for messages (a path or an s3:// URL).
 	String() string
+}
+
+// OpenFileStore is a Store that can also read a file as a stream, so that
+// a large snapshot is decoded as it arrives instead of being read whole
+// first. OpenFile of a missing file returns an error satisfying
+// errors.Is(err, fs.ErrNotExist).
+type OpenFileStore interface {
+	Store
+	OpenFile(ctx context.Context, name string) (io.ReadCloser, error)
+}
+
+// WriteFromStore is a Store that can also write a file from a stream, with
+// WriteFile's guarantees: once WriteFileFrom returns nil the file holds
+// everything r yielded up to io.EOF, durably; if r fails, or anything else
+// does, the file keeps its previous content (or does not exist). So a large
+// snapshot is written as it is encoded instead of being encoded whole first.
+//
+// A wrapper that changes what WriteFile does must do the same in
+// WriteFileFrom, or not have it: embedding a DirStore or a MemStore brings
+// theirs along.
+type WriteFromStore interface {
+	Store
+	WriteFileFrom(ctx context.Context, name string, r io.Reader) error
+}
+
+// OpenFile opens the file name of st as a stream: with st's OpenFile if it
+// has one, else from a ReadFile.
+func OpenFile(ctx context.Context, st Store, name string) (io.ReadCloser, error) {
+	if o, ok := st.(OpenFileStore); ok {
+		return o.OpenFile(ctx, name)
+	}
+	data, err := st.ReadFile(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// WriteFileFrom writes the file name of st from r: with st's WriteFileFrom
+// if it has one, else with a WriteFile of everything r yields.
+func WriteFileFrom(ctx context.Context, st Store, name string, r io.Reader) error {
+	if w, ok := st.(WriteFromStore); ok {
+		return w.WriteFileFrom(ctx, name, r)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return st.WriteFile(ctx, name, data)
 }
 
 // DirStore is a Store in a directory of the local file system. The
@@ -83,6 +134,30 @@ func (d DirStore) WriteFile(ctx context.Context, name string, data []byte) (err 
 		return err
 	}
 	return durable.WriteFile(p, data, 0o644)
+}
+
+// WriteFileFrom implements WriteFromStore.
+func (d DirStore) WriteFileFrom(ctx context.Context, name string, r io.Reader) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	return durable.WriteFileFrom(p, r, 0o644)
+}
+
+// OpenFile implements OpenFileStore.
+func (d DirStore) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(p)
 }
 
 // Remove implements Store.
@@ -160,6 +235,29 @@ func (m *MemStore) WriteFile(ctx context.Context, name string, data []byte) erro
 	}
 	m.files[name] = append([]byte{}, data...)
 	return nil
+}
+
+// WriteFileFrom implements WriteFromStore.
+func (m *MemStore) WriteFileFrom(ctx context.Context, name string, r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return m.WriteFile(ctx, name, data)
+}
+
+// OpenFile implements OpenFileStore.
+func (m *MemStore) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.files[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil // WriteFile replaces b, never changes it
 }
 
 // Remove implements Store.

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"io"
 
 	"github.com/artifact-sync/artifact-sync/manifest"
 	"github.com/artifact-sync/artifact-sync/sink"
@@ -51,4 +52,15 @@ func (s *leasedStore) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	return s.Store.Remove(ctx, name)
+}
+
+func (s *leasedStore) WriteFileFrom(ctx context.Context, name string, r io.Reader) error {
+	if err := s.lease.Confirm(ctx); err != nil {
+		return err
+	}
+	return manifest.WriteFileFrom(ctx, s.Store, name, r)
+}
+
+func (s *leasedStore) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	return manifest.OpenFile(ctx, s.Store, name)
 }

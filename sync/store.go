@@ -40,6 +40,18 @@ func (s *SinkStore) WriteFile(ctx context.Context, name string, data []byte) err
 	return err
 }
 
+// WriteFileFrom writes the file from a stream, so a large snapshot of the
+// manifest is never held whole (manifest.WriteFromStore).
+func (s *SinkStore) WriteFileFrom(ctx context.Context, name string, r io.Reader) error {
+	_, err := s.Sink.Put(ctx, s.Prefix+name, r, sink.PutOptions{Size: -1})
+	return err
+}
+
+// OpenFile reads the file as a stream (manifest.OpenFileStore).
+func (s *SinkStore) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	return s.Sink.Open(ctx, s.Prefix+name)
+}
+
 func (s *SinkStore) Remove(ctx context.Context, name string) error {
 	err := s.Sink.Delete(ctx, s.Prefix+name)
 	if errors.Is(err, fs.ErrNotExist) {

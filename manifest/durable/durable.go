@@ -9,8 +9,10 @@
 package durable
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -81,7 +83,13 @@ func MkdirAll(dir string, perm fs.FileMode) error {
 // temporary file beside it is written and synced, renamed over path, and
 // the folder synced (created durably first if missing). A reader sees the
 // old content or the new, never a mix, whatever happens.
-func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	return WriteFileFrom(path, bytes.NewReader(data), perm)
+}
+
+// WriteFileFrom is WriteFile with the content read from r up to io.EOF; if
+// r fails, the file at path is left as it was.
+func WriteFileFrom(path string, r io.Reader, perm fs.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	if err := MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -99,7 +107,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		return err
 	}
 	if err := Sync(f); err != nil {

@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"slices"
 	"testing"
+	"testing/iotest"
 
 	"github.com/artifact-sync/artifact-sync/manifest"
 )
@@ -102,6 +104,70 @@ func TestStore(t *testing.T, newStore func(t *testing.T) manifest.Store) {
 		}
 		if string(got) != "original" {
 			t.Errorf("the store kept the caller's buffer: read %q after the caller changed it", got)
+		}
+	})
+
+	t.Run("Streams", func(t *testing.T) {
+		st := newStore(t)
+		ctx := t.Context()
+		w, canWrite := st.(manifest.WriteFromStore)
+		o, canOpen := st.(manifest.OpenFileStore)
+		if !canWrite && !canOpen {
+			t.Skip("the store takes no streams")
+		}
+		if canOpen {
+			if _, err := o.OpenFile(ctx, "manifest.json"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("OpenFile of a missing file: got %v, want an error matching fs.ErrNotExist", err)
+			}
+		}
+		// Larger than any buffer on the way, in pieces of odd sizes.
+		want := bytes.Repeat([]byte("0123456789abcdef\n"), 1<<16)
+		if canWrite {
+			if err := w.WriteFileFrom(ctx, "manifest.json", iotest.OneByteReader(bytes.NewReader(want[:1000]))); err != nil {
+				t.Fatalf("WriteFileFrom: %v", err)
+			}
+			if err := w.WriteFileFrom(ctx, "manifest.json", iotest.HalfReader(bytes.NewReader(want))); err != nil {
+				t.Fatalf("WriteFileFrom: %v", err)
+			}
+		} else if err := st.WriteFile(ctx, "manifest.json", want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.ReadFile(ctx, "manifest.json")
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("ReadFile after WriteFileFrom: %d bytes, %v; want the %d bytes written", len(got), err, len(want))
+		}
+		if canOpen {
+			rc, err := o.OpenFile(ctx, "manifest.json")
+			if err != nil {
+				t.Fatalf("OpenFile: %v", err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("OpenFile read %d bytes, %v; want the %d bytes written", len(got), err, len(want))
+			}
+		}
+		if !canWrite {
+			return
+		}
+		// A stream that fails changes nothing, whether the file exists or not.
+		broken := io.MultiReader(bytes.NewReader(want[:5000]), iotest.ErrReader(errors.New("connection reset")))
+		if err := w.WriteFileFrom(ctx, "manifest.json", broken); err == nil {
+			t.Errorf("WriteFileFrom of a stream that failed succeeded")
+		}
+		if got, err := st.ReadFile(ctx, "manifest.json"); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("a failed WriteFileFrom changed the file: %d bytes, %v", len(got), err)
+		}
+		broken = io.MultiReader(bytes.NewReader(want[:5000]), iotest.ErrReader(errors.New("connection reset")))
+		if err := w.WriteFileFrom(ctx, "journal-20250102T030405Z-ab-000001.jsonl", broken); err == nil {
+			t.Errorf("WriteFileFrom of a stream that failed succeeded")
+		}
+		if _, err := st.ReadFile(ctx, "journal-20250102T030405Z-ab-000001.jsonl"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a failed WriteFileFrom left a file (ReadFile: %v)", err)
+		}
+		names, _ := st.List(ctx)
+		if !slices.Equal(names, []string{"manifest.json"}) {
+			t.Errorf("List after failed writes = %q, want [manifest.json]", names)
 		}
 	})
 

@@ -224,6 +224,11 @@ func readSnapshot(loc string, r io.Reader, destination string, add func(*record)
 			return nil, errOtherLayout
 		}
 		if string(line) == entriesOpen && bytes.HasSuffix(header, []byte(",\n")) {
+			// The comma must end a member: "{," is no header, though
+			// "{" plus "}" would parse.
+			if before := bytes.TrimRight(header[:len(header)-2], " \t\r\n"); len(before) == 0 || before[len(before)-1] == '{' || before[len(before)-1] == ',' {
+				return nil, errOtherLayout
+			}
 			header = append(header[:len(header)-2], "\n}"...)
 			break
 		}

@@ -174,9 +174,12 @@ func (l *Local) checkKey(key string) error {
 	return nil
 }
 
-// localErr marks errors that retrying cannot fix as permanent.
+// localErr marks errors that retrying cannot fix as permanent. A failed
+// flush is not one of them, whatever its errno (ENOSPC from an fsync is
+// writeback failing, not a full file system): it fails what it covered,
+// and the caller decides whether the destination keeps failing.
 func localErr(err error) error {
-	if err != nil && permanentOSError(err) && !IsPermanent(err) && !errors.Is(err, ErrPathConflict) {
+	if err != nil && permanentOSError(err) && !IsPermanent(err) && !errors.Is(err, ErrPathConflict) && !errors.As(err, new(*FlushError)) {
 		return &PermanentError{Err: err}
 	}
 	return err

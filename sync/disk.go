@@ -143,6 +143,8 @@ func (d *disk) record(a *Artifact, size int64, rec func() error) error {
 	}
 	if d.batch != nil {
 		d.newer[a.Key] = recordedAtKey{a, size}
+	} else {
+		d.failures = 0 // its Put flushed it: the disk works again
 	}
 	if d.suspects[a.Key] {
 		d.confirmed[a.Key] = true

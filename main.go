@@ -885,7 +885,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	}
 	res, err := ccsync.Verify(ctx, dest, ccsync.VerifyOptions{Manifest: store, Download: a.download, Log: a.log})
 	if err == nil && res.Problems > 0 {
-		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", res.Problems, dest)}
+		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, pull --verify also those changed at the same size, unexpected ones are left alone", res.Problems, dest)}
 	}
 	if a.asJSON {
 		out := struct {

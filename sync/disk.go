@@ -60,10 +60,10 @@ type recordedAtKey struct {
 	size int64
 }
 
-// lostError is the failure of an artifact whose data a failed flush may
-// have lost.
-func (d *disk) lostError(err error) error {
-	return fmt.Errorf("the disk at %s failed to flush it (%v); it is not recorded, and the next run fetches it again", d.e.dest, errors.Unwrap(err))
+// lostError is the failure of an artifact whose data the failed flush fe
+// may have lost.
+func (d *disk) lostError(fe *sink.FlushError) error {
+	return fmt.Errorf("the disk at %s failed to flush it (%v); it is not recorded, and the next run fetches it again", d.e.dest, fe.Err)
 }
 
 // durable is manifest.Options.Durable for a batching destination.
@@ -127,8 +127,9 @@ func (d *disk) flushFailed(fe *sink.FlushError) {
 	}
 }
 
-// record records e for a unless a failed flush covered its key: then a
-// fails with a disk error. record calls the manifest's Record.
+// record records the transfer of a, of size bytes, with rec (the
+// manifest's Record) unless a failed flush covered its key: then a fails
+// with a disk error.
 func (d *disk) record(a *Artifact, size int64, rec func() error) error {
 	if d == nil {
 		return rec()

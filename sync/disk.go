@@ -47,6 +47,7 @@ type disk struct {
 	newer    map[string]recordedAtKey // recorded since
 	failures int                      // flushes failed in a row
 	stopErr  error                    // why the run was stopped
+	warned   bool                     // said that the suspect file could not be written
 
 	// What the suspect file named when the run began, and those of its
 	// keys this run found intact or wrote again durably.
@@ -235,7 +236,8 @@ func (d *disk) writeSuspects(ctx context.Context) error {
 		data, _ := json.MarshalIndent(suspectFile{Keys: keys, Written: time.Now().UTC()}, "", "\t")
 		err = d.store.WriteFile(ctx, suspectName, append(data, '\n'))
 	}
-	if err != nil {
+	if err != nil && !d.warned {
+		d.warned = true
 		d.e.log.Warn("could not note which files the disk error covered; after fixing the disk run pull with --verify", "error", err)
 	}
 	return err

@@ -110,8 +110,10 @@
 //   - the syncfs descriptor is opened by Batch, before anything is written,
 //     and kept for the run; in fsync mode the files are fsynced through
 //     the descriptors that wrote them. No error is missed for want of a
-//     descriptor that was open (TestFailingDiskNeverRecordsWhatItLost, on
-//     an ext2 whose loop device fills its tmpfs, in both modes).
+//     descriptor that was open (TestSyncSeesAWritebackErrorReportedElsewhere:
+//     another syncfs is told of the error first; and, through the binary,
+//     TestFailingDiskNeverRecordsWhatItLost in both modes; both on an ext2
+//     whose loop device fills its tmpfs).
 //   - a Sync that fails returns a *FlushError naming every object placed
 //     since the last Sync that succeeded, including those placed while it
 //     ran, and drops them from the batch: no later Sync covers them

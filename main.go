@@ -136,6 +136,7 @@ type app struct {
 	manifest string
 	dryRun   bool
 	force    bool
+	rehash   bool
 	retries  int
 	idle     time.Duration
 	apiRetry time.Duration
@@ -447,6 +448,7 @@ func (a *app) pullCmd() *cobra.Command {
 	f.StringVar(&a.manifest, "manifest", "", "where the resumable manifest lives: a directory or an s3:// URL (default DEST/"+ccsync.ManifestPrefix+")")
 	f.BoolVar(&a.dryRun, "dry-run", false, "print what would be transferred, transfer nothing")
 	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
+	f.BoolVar(&a.rehash, "verify", false, "re-hash what the manifest records at DEST and fetch again what does not match")
 	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts in a row that keep nothing new before an artifact counts as failed")
 	f.StringVar(&a.maxSize, "max-artifact-size", "64G", "fail, without a transfer, an artifact whose download declares more bytes (K, M, G: binary units)")
 	f.StringVar(&a.s3Lock, "s3-lock", "lease", "how a run keeps others off an S3 destination: lease (a lock object guarded by conditional writes) or none (no lock, for servers that do not enforce conditional writes; at your own risk)")
@@ -770,7 +772,7 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 	}
 	opts := ccsync.PullOptions{
 		MultiThreadStreams: a.streams, MultiThreadCutoff: cutoff, MaxArtifactSize: maxSize,
-		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force,
+		Layout: layout, Concurrency: a.conc, Retries: a.retries, DryRun: a.dryRun, Force: a.force, Verify: a.rehash,
 		ToolVersion: version(), Run: manifest.NewRun(time.Now()), Log: a.log, Out: a.stdout, JSON: a.asJSON,
 		// Opened once the API has confirmed the project (a rejected token
 		// or an unknown project leaves a new DEST uncreated), while the
@@ -883,7 +885,7 @@ func (a *app) verify(cmd *cobra.Command, _ []string) error {
 	}
 	res, err := ccsync.Verify(ctx, dest, ccsync.VerifyOptions{Manifest: store, Download: a.download, Log: a.log})
 	if err == nil && res.Problems > 0 {
-		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, files changed at the same size need pull --force, unexpected ones are left alone", res.Problems, dest)}
+		err = failedError{fmt.Sprintf("verify found %d problem(s) at %s; a plain pull fetches missing and resized files again, pull --verify also those changed at the same size, unexpected ones are left alone", res.Problems, dest)}
 	}
 	if a.asJSON {
 		out := struct {

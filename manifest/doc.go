@@ -89,19 +89,26 @@
 // A SIGKILL or power cut at any instant leaves a manifest that loads, and
 // loses at most the records made since the last flush that completed:
 //
-//   - Every file is written whole and atomically (DirStore: temporary file,
-//     fsync, rename, fsync of the directory; S3: a single PUT, or for a
+//   - Every file is written whole, atomically and durably before its write
+//     returns (DirStore: temporary file, fsync, rename, fsync of the
+//     directory, see durable.WriteFile; a store in the local sink, which
+//     never batches the tool's own files, the same, checked by sink's
+//     TestStateFilesAreDurableWhenBatching; S3: a single PUT, or for a
 //     large snapshot a multipart upload, which appears whole when it
 //     completes), so each file is its old content, its new content or, for
 //     a new file, absent; never a mix, even when it is written as a stream
 //     that fails halfway. A journal file is never changed after it is
-//     written.
+//     written, and nothing relies on a journal or a snapshot before its
+//     write returned. A write that fails is written again from memory as a
+//     new file, never fsynced again and trusted.
 //   - Records become durable when the journal holding them is written, at
 //     most FlushInterval (plus the time of one write) after Record, or
 //     sooner when FlushEntries records wait. A crash before then loses only
 //     those records; Flush waits for them explicitly.
 //   - A snapshot replaces the previous one atomically and names the journals
-//     it includes. A crash before it is written leaves the old snapshot and
+//     it includes; the journals it replaces are removed only once its write
+//     returned, so once it is durable (TestJournalsGoOnlyAfterTheSnapshotIsDurable).
+//     A crash before it is written leaves the old snapshot and
 //     every journal: the same state. A crash after it is written but before
 //     the journals are removed leaves journals the next load skips (and the
 //     next compaction removes), so no record is applied twice or out of
@@ -111,12 +118,24 @@
 //     drops it and keeps the records before it. Only the last line is
 //     forgiven: a bad line in the middle of a journal is corruption.
 //
+// Records never name data the disk may not hold. For a destination that
+// batches its fsyncs, Options.Durable makes durable the data of every entry
+// a write holds before that write (the entries are taken first). If it
+// fails, the disk may have lost that data for good, and a flush that
+// succeeds afterwards proves nothing (the kernel may have dropped the pages
+// it could not write and marked them clean, and reports the error once):
+// the entries that write took are removed, never written by a later one
+// (TestDurableBeforeEveryWrite); the caller, told which files the failed
+// flush covered, removes the entries recorded since likewise (sync's
+// TestFailedFlushIsNeverRecorded).
+//
 // Losing records is harmless: the manifest is a record of work done, not
 // the truth about the destination. A lost record makes the next run
 // transfer that artifact again. A kept record is not trusted blindly
 // either: before skipping an artifact the caller checks that the
-// destination holds an object of the recorded size and SHA-256, and
-// transfers it again if not.
+// destination holds an object of the recorded size (and re-hashes it
+// against the recorded SHA-256 with pull --verify, or when a disk error of
+// an earlier run covered its key), and transfers it again if not.
 //
 // # Errors
 //

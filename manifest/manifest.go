@@ -72,7 +72,12 @@ type Options struct {
 	// for a destination that leaves its fsyncs to batches: it is called
 	// before each journal or snapshot write, after the entries that write
 	// holds were taken, so no entry reaches the store before its data is
-	// durable. Its error fails that write like the store's own.
+	// durable. Its error fails that write, and more: the data of the
+	// entries that write took may be lost, and trying again would prove
+	// nothing (a flush after a failed one succeeds though the data is
+	// gone), so those entries are removed, as by Remove, instead of
+	// waiting for the next write. The caller, told by its Durable which
+	// data was lost, removes the entries recorded since then likewise.
 	Durable func(ctx context.Context) error
 }
 
@@ -491,7 +496,10 @@ func (m *Manifest) flush(ctx context.Context) error {
 	m.mu.Unlock()
 
 	err := m.writeJournal(ctx, v, recs)
-	if err != nil {
+	var lost *notDurableError
+	if errors.As(err, &lost) {
+		m.forget(v, recs)
+	} else if err != nil {
 		m.mu.Lock()
 		m.pending = append(recs, m.pending...)
 		m.mu.Unlock()
@@ -513,7 +521,7 @@ func (m *Manifest) writeJournal(ctx context.Context, v view, recs []uint32) erro
 	name := journalName(m.opts.Run, m.seq+1)
 	loc := location(m.st, name)
 	if err := m.durable(ctx); err != nil {
-		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: err}
+		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: &notDurableError{err}}
 	}
 	m.seq++
 	data, err := encodeJournalFunc(journalHeader{
@@ -536,6 +544,37 @@ func (m *Manifest) writeJournal(ctx context.Context, v view, recs []uint32) erro
 	}
 	m.journals = append(m.journals, name)
 	return nil
+}
+
+// notDurableError is a failure of Options.Durable: the data of the
+// entries the write took may be lost.
+type notDurableError struct{ err error }
+
+func (e *notDurableError) Error() string { return e.err.Error() }
+func (e *notDurableError) Unwrap() error { return e.err }
+
+// forget removes the entries of slots recs of v, whose data a failed
+// Options.Durable may have lost, unless a later record replaced them;
+// the removals are written like records, so an older entry for the same
+// ID in the store is dropped too. m.flushMu must be held.
+func (m *Manifest) forget(v view, recs []uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.Now().UTC()
+	for _, i := range recs {
+		s := v.slot(i)
+		if s.flags&slotRemoved != 0 {
+			m.pending = append(m.pending, i) // a removal is no data: it stands
+			continue
+		}
+		id := m.t.id(s)
+		if cur, ok := m.t.lookup(id); !ok || cur != s {
+			continue // removed or recorded again since
+		}
+		m.t.remove(id)
+		m.pending = append(m.pending, m.t.add(newSlot(&Entry{ID: id}, now), id.Project, m.opts.Run))
+	}
+	m.dirty = true
 }
 
 // durable calls Options.Durable.

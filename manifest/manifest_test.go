@@ -618,8 +618,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // Options.Durable runs before every journal and snapshot write, after the
-// entries the write holds were taken; when it fails nothing is written and
-// the entries wait for the next write.
+// entries the write holds were taken; when it fails nothing is written, and
+// the entries it covered are dropped for good: a flush that succeeds after
+// a failed one proves nothing about the data the failed one covered (the
+// kernel may have dropped those pages), so they must never reach the store,
+// not with the next journal and not in the snapshot.
 func TestDurableBeforeEveryWrite(t *testing.T) {
 	st := new(MemStore)
 	opts := testOptions("d")
@@ -632,26 +635,35 @@ func TestDurableBeforeEveryWrite(t *testing.T) {
 		}
 		return nil
 	}
+	old := testEntry("d", 1)
+	old.Run, old.Size = "earlier", 7
+	seed := mustOpen(t, st, testOptions("earlier"))
+	mustRecord(t, seed, old)
+	mustClose(t, seed)
+
 	m := mustOpen(t, st, opts)
-	a, b := testEntry("d", 1), testEntry("d", 2)
+	a, b := testEntry("d", 1), testEntry("d", 2) // a replaces old
 	mustRecord(t, m, a)
 	fail.Store(true)
 	if err := m.Flush(t.Context()); !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "durable") {
 		t.Fatalf("Flush with Durable failing = %v, want its error", err)
 	}
-	if names, _ := st.List(t.Context()); len(names) != 0 {
+	if names, _ := st.List(t.Context()); len(names) != 1 {
 		t.Fatalf("a journal was written although Durable failed: %v", names)
+	}
+	if e, ok := m.Lookup(a.ID); ok {
+		t.Fatalf("after a failed Durable the manifest still records %v (size %d)", e.ID, e.Size)
 	}
 	fail.Store(false)
 	mustRecord(t, m, b)
 	if err := m.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	wantEntries(t, reload(t, crashCopy(t, st)), a, b)
+	wantEntries(t, reload(t, crashCopy(t, st)), b)
 	before := calls.Load()
 	mustClose(t, m) // the snapshot
 	if calls.Load() == before {
 		t.Error("Close wrote a snapshot without calling Durable first")
 	}
-	wantEntries(t, reload(t, st), a, b)
+	wantEntries(t, reload(t, st), b)
 }

@@ -94,6 +94,8 @@ type Batcher interface {
 	// its key, safe from a crash of the process but not yet from a crash
 	// of the machine.
 	Batch() bool
-	// Sync makes every object placed before it was called durable.
+	// Sync makes every object placed before it was called durable. If it
+	// fails (a *FlushError names what it covered), those objects must be
+	// taken as lost: a later Sync that succeeds does not cover them.
 	Sync(ctx context.Context) error
 }

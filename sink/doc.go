@@ -85,11 +85,56 @@
 //     not;
 //   - a power cut may leave a file that was renamed but not yet synced
 //     empty or short at its key. No record names it, so the next pull
-//     fetches it again and replaces it; a record of an older version of
-//     that key no longer matches its size, so repair fetches it too.
+//     fetches it again and replaces it (it never adopts a file it has no
+//     record of, whatever its size); a record of an older version of
+//     that key no longer matches its size, so repair fetches it too, and
+//     pull --verify catches one that kept its size.
 //
-// Sync fails like a journal write: the records wait in memory and the
-// next write tries again; a run that cannot sync at its end fails.
+// The tool's own files under DEST/.artifact-sync/ are never batched: the
+// manifest's snapshot and journals are written to a temporary file,
+// fsynced, renamed into place and their folder fsynced before Put returns,
+// because the manifest relies on them at once (it removes the journals a
+// snapshot replaces right after writing it). The state folders are made
+// durable as they are created. TestStateFilesAreDurableWhenBatching checks
+// the order.
+//
+// # Failed flushes
+//
+// A flush that fails is never tried again and trusted. When writeback
+// fails, the kernel reports the error and may drop the pages it could not
+// write, marking them clean: a second fsync or syncfs returns 0 although
+// the data is gone (PostgreSQL's "fsyncgate"). And an error is reported
+// only to descriptors that were open when it happened (errseq): a
+// descriptor opened afterwards never sees it. So:
+//
+//   - the syncfs descriptor is opened by Batch, before anything is written,
+//     and kept for the run; in fsync mode the files are fsynced through
+//     the descriptors that wrote them. No error is missed for want of a
+//     descriptor that was open (TestSyncSeesAWritebackErrorReportedElsewhere:
+//     another syncfs is told of the error first; and, through the binary,
+//     TestFailingDiskNeverRecordsWhatItLost in both modes; both on an ext2
+//     whose loop device fills its tmpfs).
+//   - a Sync that fails returns a *FlushError naming every object placed
+//     since the last Sync that succeeded, including those placed while it
+//     ran, and drops them from the batch: no later Sync covers them
+//     (TestFailedSyncNamesWhatItCoveredOnce). The caller must not record
+//     them; it fails them, and the next run fetches them again.
+//   - a file whose data was written before a failure but placed after it
+//     is not among those keys; so once a Sync has failed, every file is
+//     also fsynced through its own descriptor, open since before its data
+//     was written, which sees any error of its pages. Its error fails that
+//     write alone (TestFailedSyncNamesWhatItCoveredOnce).
+//   - a write whose own fsync failed (the file's, its folder's, or a
+//     checkpoint's) is a *FlushError too, and its bytes are discarded, not
+//     kept for a resume: keeping them would fsync them again and describe
+//     them as durable.
+//   - a flush error is not permanent whatever its errno (ENOSPC from an
+//     fsync is writeback failing, not a full file system): the caller
+//     decides when a destination that keeps failing stops the run.
+//
+// A folder fsynced in fsync mode is opened for the Sync, after its entries
+// changed; an error of its writeback before that open is seen only by the
+// syncfs of the default mode.
 //
 // What the description does not prove is the version: the caller resumes
 // only when the source answers with the same validator (If-Range) and the

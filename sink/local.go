@@ -54,6 +54,11 @@ type Local struct {
 	dirs map[string]bool // folders (slash paths below dir) checked or made this run
 
 	onSyncDir func(rel string) // tests: called after each folder sync
+	// Tests: onSync sees (and may replace) the result of each batch
+	// flush, and onStep each step of placing a file (fsync, rename,
+	// syncdir) with the path it concerns.
+	onSync func(error) error
+	onStep func(step, rel string)
 
 	// batch, if not nil, holds what was placed and awaits Sync (see
 	// Batch): then files and folders are placed without their fsyncs.
@@ -169,9 +174,12 @@ func (l *Local) checkKey(key string) error {
 	return nil
 }
 
-// localErr marks errors that retrying cannot fix as permanent.
+// localErr marks errors that retrying cannot fix as permanent. A failed
+// flush is not one of them, whatever its errno (ENOSPC from an fsync is
+// writeback failing, not a full file system): it fails what it covered,
+// and the caller decides whether the destination keeps failing.
 func localErr(err error) error {
-	if err != nil && permanentOSError(err) && !IsPermanent(err) && !errors.Is(err, ErrPathConflict) {
+	if err != nil && permanentOSError(err) && !IsPermanent(err) && !errors.Is(err, ErrPathConflict) && !errors.As(err, new(*FlushError)) {
 		return &PermanentError{Err: err}
 	}
 	return err
@@ -211,7 +219,11 @@ func (l *Local) ensureDir(rel string) error {
 		}
 		// The tool's own folders are made durable at once: checkpoints
 		// rely on them, outside any batch.
-		if rel == stateDir || strings.HasPrefix(rel, stateDir+"/") || !l.unsynced(nil, parent) {
+		batched := false
+		if !isReserved(rel) {
+			batched, _ = l.unsynced(nil, "", parent)
+		}
+		if !batched {
 			if err := l.syncDir(parent); err != nil {
 				return localErr(err)
 			}
@@ -296,7 +308,9 @@ func (l *Local) write(ctx context.Context, k *keptFile, cr *checkedReader) (Info
 	if err == nil {
 		return info, nil
 	}
-	if errors.Is(err, ErrLongStream) {
+	if errors.Is(err, ErrLongStream) || errors.As(err, new(*FlushError)) {
+		// A file whose flush failed may have lost pages that the kernel
+		// now calls clean: nothing of it is kept for a resume.
 		k.discard()
 	} else {
 		k.keep(w.spans())
@@ -323,15 +337,20 @@ func (l *Local) commit(ctx context.Context, k *keptFile, w *writebackWriter, cr 
 
 // place makes k's complete file durable and moves it to its key: fsync,
 // rename into place (into folders made durably), close, fsync the folder.
-// A batching Local (see Batch) leaves the fsyncs to Sync.
+// A batching Local (see Batch) leaves the fsyncs to Sync, except for the
+// tool's own state (the manifest's files), which is always made durable
+// here: the manifest's snapshot and journals are relied on as soon as they
+// are written. A failed fsync is a *FlushError.
 // A key whose folder is a link or a file, or that is a folder itself, is an
 // ErrPathConflict of that key alone.
 func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 	f := k.f
-	if l.batch == nil {
+	batched := l.batch != nil && !isReserved(k.key)
+	if !batched {
 		if err := f.Sync(); err != nil {
-			return nil, err
+			return nil, &FlushError{Dest: l.dir, Keys: []string{k.key}, Err: err}
 		}
+		l.step("fsync", k.path)
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -356,8 +375,12 @@ func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 		}
 		return nil, err
 	}
+	l.step("rename", k.key)
 	k.path = k.key
-	if l.unsynced(f, dir) {
+	if batched {
+		if _, err := l.unsynced(f, k.key, dir); err != nil {
+			return nil, err
+		}
 		if l.batch.mode != batchFsync { // which fsyncs and closes it in Sync
 			f.Close()
 		}
@@ -366,7 +389,18 @@ func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 	}
 	f.Close()
 	k.placed()
-	return fi, l.syncDir(dir)
+	if err := l.syncDir(dir); err != nil {
+		return nil, &FlushError{Dest: l.dir, Keys: []string{k.key}, Err: err}
+	}
+	l.step("syncdir", dir)
+	return fi, nil
+}
+
+// step tells a test's onStep about a step of placing a file.
+func (l *Local) step(step, rel string) {
+	if l.onStep != nil {
+		l.onStep(step, rel)
+	}
 }
 
 // copyBuffers are the buffers commit copies through: big enough that a
@@ -397,7 +431,11 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 		w.kicked = w.wrote
 	}
 	if err == nil && w.k.due(w.wrote-w.saved) {
-		err = w.k.checkpoint(w.spans())
+		if err = w.k.checkpoint(w.spans()); err != nil {
+			// Its fsync may have failed: a second one, to keep the
+			// bytes for a resume, would return 0 and prove nothing.
+			err = &FlushError{Dest: w.k.l.dir, Keys: []string{w.k.key}, Err: err}
+		}
 		w.saved = w.wrote
 	}
 	return n, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -195,6 +196,12 @@ func (p *localPending) Commit(ctx context.Context) (Info, error) {
 		return fail(p.hashErr)
 	}
 	fi, err := p.l.place(ctx, p.k)
+	if errors.As(err, new(*FlushError)) {
+		// Not kept for a resume: see Local.write.
+		p.done = true
+		p.k.discard()
+		return Info{}, fmt.Errorf("put %s: %w", dst, err)
+	}
 	if err != nil {
 		return fail(err)
 	}

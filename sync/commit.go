@@ -27,6 +27,7 @@ type committer struct {
 	man   *manifest.Manifest
 	limit uint64
 	log   *slog.Logger
+	disk  *disk // nil in tests of the committer alone
 
 	mu       stdsync.Mutex
 	recorded uint64        // records made
@@ -36,13 +37,14 @@ type committer struct {
 	retryAt  time.Time     // no journal write before then, after failures
 }
 
-// record records e and waits until at most limit records are not yet
-// durable.
-func (c *committer) record(ctx context.Context, e manifest.Entry) error {
+// record records e, the transfer of a, and waits until at most limit
+// records are not yet durable. An artifact whose key a failed flush covered
+// is not recorded: its error is a *fatalArtifact.
+func (c *committer) record(ctx context.Context, a *Artifact, e manifest.Entry) error {
 	c.mu.Lock()
 	// Counted under mu with the Record itself, so that a flush that starts
 	// after reading recorded holds every record it counts.
-	if err := c.man.Record(e); err != nil {
+	if err := c.disk.record(a, e.Size, func() error { return c.man.Record(e) }); err != nil {
 		c.mu.Unlock()
 		return err
 	}

@@ -47,6 +47,10 @@ type PullOptions struct {
 	Retries     int
 	DryRun      bool
 	Force       bool
+	// Verify re-hashes every artifact the manifest records at the
+	// destination and fetches again those that do not match (size or
+	// SHA-256), such as a file of zeros a failing disk left.
+	Verify bool
 
 	// Manifest is where the manifest's files live; nil means ManifestPrefix
 	// in the destination sink.
@@ -200,19 +204,35 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	store, recorded := manifestStore(dest, opts.Manifest)
 	mopts := manifest.Options{Destination: recorded, ToolVersion: opts.ToolVersion, Run: opts.Run}
+	e.disk = &disk{e: e, store: store, stop: cancel, lost: map[string]bool{}, suspects: map[string]bool{}, confirmed: map[string]bool{}}
 	if b, ok := dest.(sink.Batcher); ok && !opts.DryRun && b.Batch() {
 		// Files are placed without their fsyncs; each manifest write
 		// first makes durable everything placed before it, so a record
-		// never names data a power cut could still take.
-		mopts.Durable = b.Sync
+		// never names data a power cut could still take, and a failed
+		// flush unrecords what it covered (see disk).
+		e.disk.batch = b
+		e.disk.newer = map[string]recordedAtKey{}
+		mopts.Durable = e.disk.durable
 	}
 	m, err := manifest.Open(ctx, store, mopts)
 	if err != nil {
 		return sum, err
 	}
+	e.disk.loadSuspects(ctx)
+	if !opts.DryRun {
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			e.disk.finish(fctx, m.Close(fctx) == nil)
+			if serr := e.disk.stopped(); serr != nil {
+				err = serr // Pull's result
+				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+			}
+		}()
+	}
 	e.log.Debug("manifest loaded", "entries", m.Len())
 	e.man = m
-	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log}
+	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log, disk: e.disk}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
 	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
 	if !opts.Force {
@@ -402,6 +422,7 @@ type engine struct {
 	log  *slog.Logger
 
 	commits *committer // writes man's records in groups
+	disk    *disk      // unrecords what a failed flush of the destination covered
 	// present waits for the listing of the destination (see listDest);
 	// nil with --force.
 	present func() (map[string]int64, error)
@@ -534,12 +555,17 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 					}
 				}
 				if size, ok := present[a.Key]; ok && size == ent.Size {
-					e.mu.Lock()
-					e.sum.Skipped++
-					e.mu.Unlock()
-					continue
+					problem := e.recheck(ctx, ent)
+					if problem == "" {
+						e.mu.Lock()
+						e.sum.Skipped++
+						e.mu.Unlock()
+						continue
+					}
+					e.log.Info("recorded artifact does not match its record at the destination; fetching it again", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "problem", problem)
+				} else {
+					e.log.Info("recorded artifact missing or resized at the destination; fetching it again", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path)
 				}
-				e.log.Info("recorded artifact missing or resized at the destination; fetching it again", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path)
 			}
 		}
 		todo = append(todo, a)

@@ -321,10 +321,13 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		}
 		return e.sinkError(err)
 	}
-	if err := e.commits.record(ctx, manifest.Entry{
+	if err := e.commits.record(ctx, a, manifest.Entry{
 		ID: manifestID(a), Key: a.Key, Size: info.Size, SHA256: info.SHA256,
 		ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"),
 	}); err != nil {
+		if errors.As(err, new(*fatalArtifact)) {
+			return err
+		}
 		return &fatal{err}
 	}
 	e.mu.Lock()
@@ -349,6 +352,13 @@ func (e *engine) startOver(ctx context.Context, a *Artifact, why string) error {
 // sinkError classifies an error of the destination: permanent ones (a full
 // or read-only disk, a missing bucket) stop the run.
 func (e *engine) sinkError(err error) error {
+	var fe *sink.FlushError
+	if errors.As(err, &fe) && e.disk != nil {
+		lost := e.disk.putFailed(fe)
+		if !sink.IsPermanent(err) {
+			return lost
+		}
+	}
 	switch {
 	case errors.Is(err, sink.ErrPathConflict):
 		// A link or a file in this key's way: that artifact fails alone.

@@ -206,9 +206,18 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		// never names data a power cut could still take.
 		mopts.Durable = b.Sync
 	}
+	// A snapshot a power cut left unreadable is rebuilt from what
+	// survives, under the lock taken above; a dry run only looks.
+	mopts.Rebuild = manifest.RebuildAside
+	if opts.DryRun {
+		mopts.Rebuild = manifest.RebuildInMemory
+	}
 	m, err := manifest.Open(ctx, store, mopts)
 	if err != nil {
 		return sum, err
+	}
+	if r := m.Rebuilt(); r != nil {
+		e.log.Warn(r.String())
 	}
 	e.log.Debug("manifest loaded", "entries", m.Len())
 	e.man = m

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,7 +116,8 @@ func journaledKeys(t *testing.T, files map[string][]byte) map[string]bool {
 // next pull warns once, keeps the empty file aside, rebuilds the manifest
 // from the journals, fetches again only what they do not record, exits 0
 // with the tree byte-exact, and verify and a further pull find everything
-// in place. Before, every later run exited 2 ("invalid JSON ... move it
+// in place; a dry run before it says what the pull will do and writes
+// nothing. Before, every later run exited 2 ("invalid JSON ... move it
 // aside").
 func TestEmptyManifestAfterPowerCutIsRebuilt(t *testing.T) {
 	for _, target := range []string{"dir", "s3"} {
@@ -167,8 +170,19 @@ func TestEmptyManifestAfterPowerCutIsRebuilt(t *testing.T) {
 			// The power cut: the snapshot is left empty.
 			folder.write(t, "manifest.json", nil)
 
+			// A dry run says so and writes nothing.
+			cut := folder.list(t)
+			r := runTool(t, d.env, time.Minute, d.pull("--dry-run")...)
+			wantCode(t, r, 0)
+			if !strings.Contains(r.stderr, "a pull keeps it aside and rebuilds") {
+				t.Errorf("the dry run does not say what a pull will do; stderr:\n%s", r.stderr)
+			}
+			if after := folder.list(t); !maps.EqualFunc(after, cut, bytes.Equal) {
+				t.Errorf("the dry run changed the manifest's files: %q, before %q", slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(cut)))
+			}
+
 			srv.ResetStats()
-			r := runTool(t, d.env, 2*time.Minute, d.pull()...)
+			r = runTool(t, d.env, 2*time.Minute, d.pull()...)
 			wantCode(t, r, 0)
 			d.check(t, want, true)
 			warnings := 0

@@ -292,3 +292,77 @@ func TestRebuildInMemoryStore(t *testing.T) {
 		t.Errorf("the empty snapshot was not kept aside: %q, %v", kept, err)
 	}
 }
+
+// FuzzRebuild opens arbitrary bytes as a snapshot beside a journal, as a
+// pull does. Open never panics; it fails with a classified *Error and
+// changes nothing, or it loads valid entries; and when it rebuilt, the
+// snapshot's bytes are kept aside as they were and the manifest it wrote
+// loads as it is, for a reader, with the same entries.
+func FuzzRebuild(f *testing.F) {
+	snapshot := readTestdataF(f, "manifest.golden")
+	journal := readTestdataF(f, "journal.golden")
+	other := bytes.Replace(journal, []byte(`"run":"golden"`), []byte(`"run":"other"`), 1)
+	f.Add(snapshot, other)
+	f.Add([]byte{}, other)
+	f.Add(make([]byte, len(snapshot)), other)
+	f.Add(snapshot[:len(snapshot)/2], other)
+	f.Add(snapshot[:len(snapshot)/2], []byte{})
+	f.Add(append(slices.Clone(snapshot[:len(snapshot)/2]), make([]byte, 300)...), make([]byte, 300))
+	f.Add(append(make([]byte, 100), snapshot[100:]...), other[:len(other)/2])
+	f.Add(bytes.Replace(snapshot[:len(snapshot)-20], []byte(`"format": 1`), []byte(`"format": 9`), 1), other)
+	f.Add(bytes.Replace(snapshot[:len(snapshot)-20], []byte(testDest), []byte("/elsewhere"), 1), other)
+	f.Add([]byte("{\n,\n  \"entries\": [\n    {}\n"), []byte("\x00\n{}"))
+
+	f.Fuzz(func(t *testing.T, snap, journal []byte) {
+		st := new(MemStore)
+		st.WriteFile(t.Context(), snapshotName, snap)
+		if len(journal) > 0 {
+			st.WriteFile(t.Context(), journalName("other", 1), journal)
+		}
+		before := crashCopy(t, st).files
+		m, err := Open(t.Context(), st, rebuildOptions("pull", RebuildAside))
+		if err != nil {
+			var me *Error
+			if !errors.As(err, &me) || !(errors.Is(err, ErrCorrupt) || errors.Is(err, ErrVersion) || errors.Is(err, ErrDestination)) {
+				t.Fatalf("Open failed with an unclassified error: %v", err)
+			}
+			if !maps.EqualFunc(crashCopy(t, st).files, before, bytes.Equal) {
+				t.Fatal("a refused Open changed the store")
+			}
+			return
+		}
+		var got []Entry
+		for e := range m.Entries() {
+			if p := checkEntry(e); p != "" {
+				t.Fatalf("loaded an invalid entry %+v: %s", e, p)
+			}
+			got = append(got, e)
+		}
+		r := m.Rebuilt()
+		mustClose(t, m)
+		kept, err := st.ReadFile(t.Context(), unreadablePrefix+"pull")
+		if r == nil {
+			if err == nil {
+				t.Fatal("a snapshot was kept aside without a rebuild")
+			}
+			return
+		}
+		if err != nil || !bytes.Equal(kept, snap) {
+			t.Fatalf("the unreadable snapshot was not kept aside as it was (%v)", err)
+		}
+		if r.Entries != len(got) {
+			t.Errorf("Rebuilt says %d entries, the manifest holds %d", r.Entries, len(got))
+		}
+		m = mustOpen(t, st, testOptions("reader"))
+		defer mustClose(t, m)
+		after := slices.Collect(m.Entries())
+		if len(after) != len(got) {
+			t.Fatalf("the rebuilt manifest reloads with %d entries, had %d", len(after), len(got))
+		}
+		for i := range after {
+			if !sameEntry(after[i], got[i]) {
+				t.Fatalf("the rebuilt manifest reloads entry %+v as %+v", got[i], after[i])
+			}
+		}
+	})
+}

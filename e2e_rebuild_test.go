@@ -134,7 +134,7 @@ func TestEmptyManifestAfterPowerCutIsRebuilt(t *testing.T) {
 				arts = append(arts, second.AddArtifact(0, fmt.Sprintf("out/second-%d.bin", i), 4<<10))
 			}
 			// The large one is still downloading when the kill comes.
-			big := second.AddArtifact(0, "out/second-big.bin", 16<<20)
+			big := second.AddArtifact(0, "out/second-big.bin", 8<<20)
 			arts = append(arts, big)
 			want := mirrorOf(arts...)
 			srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 2 << 20, Redirect: target == "s3"})

@@ -94,7 +94,10 @@
 // ever), then every journal it does not name (all of them if the header
 // is lost), in log order. Nothing past damage is taken, so every entry
 // rebuilt is one that was recorded, and no older record is applied over a
-// newer one. [RebuildAside], for a pull holding the destination's lock,
+// newer one. No older snapshot is kept to fall back on: each replaces the
+// last by a rename, and the temporary file of a write that did not finish
+// is never read, since the journals it would have replaced are removed
+// only after it is in place. [RebuildAside], for a pull holding the destination's lock,
 // then keeps the file as manifest.json.unreadable-RUN (never removed, for
 // people to look at) and writes the rebuilt manifest as a new snapshot,
 // which replaces the unreadable one and the journals as a compaction does,

@@ -25,7 +25,9 @@ const (
 	RefuseUnreadable RebuildMode = iota
 	// RebuildInMemory rebuilds the entries from what survives (see
 	// RebuildAside) and writes nothing: for a dry run, which then shows
-	// what a pull would fetch again.
+	// what a pull would fetch again. It suits only a Manifest that records
+	// nothing: a compaction would replace the unreadable snapshot without
+	// keeping a copy.
 	RebuildInMemory
 	// RebuildAside rebuilds the entries from what survives: the entries at
 	// the snapshot's intact beginning, under the header it starts with, if

@@ -783,7 +783,10 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	os.WriteFile(aFile, []byte("not a directory"), 0o644)
 	corrupt := filepath.Join(t.TempDir(), "corrupt")
 	os.MkdirAll(filepath.Join(corrupt, ".artifact-sync", "manifest"), 0o755)
-	os.WriteFile(filepath.Join(corrupt, ".artifact-sync", "manifest", "manifest.json"), []byte("{\"format\": 1, garbage\x00\xff"), 0o644)
+	os.WriteFile(filepath.Join(corrupt, ".artifact-sync", "manifest", "manifest.json"), []byte(`{"entries": []}`), 0o644)
+	torn := filepath.Join(t.TempDir(), "torn")
+	os.MkdirAll(filepath.Join(torn, ".artifact-sync", "manifest"), 0o755)
+	os.WriteFile(filepath.Join(torn, ".artifact-sync", "manifest", "manifest.json"), []byte("{\"format\": 1, garbage\x00\xff"), 0o644)
 	down := "http://" + closedPort(t)
 
 	good := toolEnv(t, srv)
@@ -824,6 +827,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"colliding layout", good, []string{"pull", slugArg, "--to", to(), "--layout", "{path}"}, 2, []string{"both land on", "reports/junit.xml", "{node_index}"}},
 		{"corrupt manifest", good, []string{"pull", slugArg, "--to", corrupt}, 2, []string{filepath.Join(corrupt, ".artifact-sync", "manifest", "manifest.json"), "move it aside"}},
 		{"verify of a corrupt manifest", good, []string{"verify", "--to", corrupt}, 2, []string{"manifest.json", "move it aside"}},
+		{"verify of a torn manifest", good, []string{"verify", "--to", torn}, 2, []string{filepath.Join(torn, ".artifact-sync", "manifest", "manifest.json"), "cannot be read (invalid JSON", "the next pull keeps it aside and rebuilds"}},
 	}
 	t.Run("each", func(t *testing.T) {
 		for _, tt := range tests {

@@ -84,6 +84,29 @@
 // writes orders after everything it saw; the order does not depend on
 // clocks.
 //
+// A snapshot that cannot be read at all (not JSON: empty, NUL bytes, cut
+// short) is what a power cut leaves on a file system that does not write a
+// file's data before its size or name. What Open does with it is
+// [Options.Rebuild]: refuse it (the default, for verify), or rebuild the
+// manifest from what survives, the same load minus what was lost: the
+// entries from the snapshot's first up to its first damaged line, under
+// its header if that is intact (which names the journals it includes, as
+// ever), then every journal it does not name (all of them if the header
+// is lost), in log order. Nothing past damage is taken, so every entry
+// rebuilt is one that was recorded, and no older record is applied over a
+// newer one. No older snapshot is kept to fall back on: each replaces the
+// last by a rename, and the temporary file of a write that did not finish
+// is never read, since the journals it would have replaced are removed
+// only after it is in place. [RebuildAside], for a pull holding the destination's lock,
+// then keeps the file as manifest.json.unreadable-RUN (never removed, for
+// people to look at) and writes the rebuilt manifest as a new snapshot,
+// which replaces the unreadable one and the journals as a compaction does,
+// so the next run and verify load it as it is. [Manifest.Rebuilt] reports
+// what was rebuilt, for one warning. An artifact whose record was lost is
+// transferred again, as after any lost record; a file already at the
+// destination is not taken on trust by its size: without a record it has
+// no hash, so it is replaced, and nothing is deleted.
+//
 // # Crash safety
 //
 // A SIGKILL or power cut at any instant leaves a manifest that loads, and
@@ -115,8 +138,16 @@
 //     order, and a removal cannot be undone by an older journal.
 //   - A journal that is partially written anyway (a store that is not
 //     atomic, a disk that lies about fsync) ends in a torn line; loading
-//     drops it and keeps the records before it. Only the last line is
-//     forgiven: a bad line in the middle of a journal is corruption.
+//     drops it and keeps the records before it. A power cut on a file
+//     system that does not write data before size leaves blocks of NUL
+//     bytes instead, which nothing this package writes holds (JSON escapes
+//     control characters): the journal ends at the first line holding one,
+//     so an empty or zero-filled journal holds nothing. Otherwise only the
+//     last line is forgiven: a bad line in the middle of a journal is
+//     corruption.
+//   - A snapshot left unreadable the same way is rebuilt by the next
+//     writer (see Loading), which loses only the entries past the damage:
+//     their artifacts are transferred again.
 //
 // Records never name data the disk may not hold. For a destination that
 // batches its fsyncs, Options.Durable makes durable the data of every entry
@@ -139,14 +170,21 @@
 //
 // # Errors
 //
-// Bad state is loud. A snapshot that is not valid JSON (garbage, truncated),
-// a file of a newer format, a manifest recorded for another destination (a
-// manifest kept inside its destination records [SelfDestination] instead of
-// a path, so it stays valid when the mirror is copied or moved), or
-// a malformed line in the middle of a journal makes [Open] fail with an
-// [*Error] that names the file, says what is wrong and what to do, and
-// matches [ErrCorrupt], [ErrVersion] or [ErrDestination] with errors.Is.
-// Such a manifest is never reset or overwritten.
+// Bad state is loud. A snapshot that is JSON but not a manifest (no
+// format, a bad entry), a file of a newer format, a manifest recorded for
+// another destination (a manifest kept inside its destination records
+// [SelfDestination] instead of a path, so it stays valid when the mirror is
+// copied or moved), or a malformed line in the middle of a journal makes
+// [Open] fail with an [*Error] that names the file, says what is wrong and
+// what to do, and matches [ErrCorrupt], [ErrVersion] or [ErrDestination]
+// with errors.Is. Such a manifest is never reset or overwritten: no crash
+// makes it, so a person must look. This holds for a torn snapshot too:
+// one whose intact header says a newer format or another destination is
+// refused, not rebuilt.
+//
+// A snapshot that cannot be read at all is a crash's doing, not bad state:
+// Open refuses it with ErrCorrupt and a message saying that a pull
+// rebuilds it, unless [Options.Rebuild] lets it rebuild (see Loading).
 //
 // One Manifest writes a store at a time; the caller holds a lock on the
 // destination for the length of a run. A Manifest that only looks entries

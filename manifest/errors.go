@@ -7,8 +7,10 @@ import (
 
 // Sentinel errors classify an *Error; test for them with errors.Is.
 var (
-	// ErrCorrupt: a manifest file is not what this package writes (garbage,
-	// truncated JSON, a malformed record in the middle of a journal).
+	// ErrCorrupt: a manifest file is not what this package writes (JSON
+	// that is not a manifest, a malformed record in the middle of a
+	// journal), or a snapshot cannot be read at all (empty, NUL bytes,
+	// truncated JSON) and Options.Rebuild did not let Open rebuild it.
 	ErrCorrupt = errors.New("manifest is corrupt")
 	// ErrVersion: a manifest file was written in a format newer than this
 	// build reads.

@@ -221,7 +221,11 @@ func checkSnapshotEntry(i int, r *record) string {
 // add with each record in order. A journal is written whole, but a store
 // that is not atomic (or a disk that lies) may leave a prefix of it: an
 // incomplete last line is dropped, and a file without a complete header
-// line holds nothing (h is nil). Every complete line must be valid.
+// line holds nothing (h is nil). A power cut on a file system that does
+// not write a file's data before its size leaves blocks of NUL bytes
+// instead, which no line this package writes holds (JSON escapes control
+// characters): the journal ends at the first line holding one. Every other
+// complete line must be valid.
 func readJournal(loc string, r io.Reader, destination string, add func(*record)) (h *journalHeader, err error) {
 	lr := newLineReader(r)
 	for lineNo := 1; ; lineNo++ {
@@ -233,6 +237,9 @@ func readJournal(loc string, r io.Reader, destination string, add func(*record))
 			return nil, readError(loc, err)
 		}
 		last := !complete
+		if bytes.IndexByte(line, 0) >= 0 {
+			return h, nil // torn by a power cut from here on
+		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}

@@ -143,19 +143,25 @@ func TestCorrupt(t *testing.T) {
 			name:  "garbage snapshot",
 			files: map[string][]byte{snapshotName: []byte("\x00\x01 this is not JSON")},
 			err:   ErrCorrupt,
-			msg:   []string{"manifest s3://b/p/.artifact-sync/manifest.json: invalid JSON at line 1", "move it aside"},
+			msg:   []string{"manifest s3://b/p/.artifact-sync/manifest.json: cannot be read (invalid JSON at line 1", "the next pull keeps it aside and rebuilds"},
 		},
 		{
 			name:  "truncated snapshot",
 			files: map[string][]byte{snapshotName: snapshot[:len(snapshot)*2/3]},
 			err:   ErrCorrupt,
-			msg:   []string{"manifest.json: invalid JSON at line", "truncated JSON"},
+			msg:   []string{"manifest.json: cannot be read (invalid JSON at line", "truncated JSON", "the next pull"},
 		},
 		{
 			name:  "empty snapshot",
 			files: map[string][]byte{snapshotName: {}},
 			err:   ErrCorrupt,
-			msg:   []string{"truncated JSON"},
+			msg:   []string{"cannot be read (empty)", "the next pull"},
+		},
+		{
+			name:  "NUL-filled snapshot",
+			files: map[string][]byte{snapshotName: make([]byte, len(snapshot))},
+			err:   ErrCorrupt,
+			msg:   []string{"cannot be read (only NUL bytes)", "the next pull"},
 		},
 		{
 			name:  "snapshot of another shape",
@@ -166,7 +172,7 @@ func TestCorrupt(t *testing.T) {
 			name:  "snapshot without a format",
 			files: map[string][]byte{snapshotName: []byte(`{"entries": []}`)},
 			err:   ErrCorrupt,
-			msg:   []string{"no format version: not an artifact-sync manifest"},
+			msg:   []string{"no format version: not an artifact-sync manifest", "move it aside"},
 		},
 		{
 			name:  "newer snapshot",
@@ -245,6 +251,26 @@ func TestCorrupt(t *testing.T) {
 			name:  "journal with a zero-filled tail",
 			files: map[string][]byte{jname: join(lines[0], lines[1], make([]byte, 512))},
 			want:  es[0:1],
+		},
+		{
+			name:  "journal with a zero-filled block in the middle",
+			files: map[string][]byte{jname: join(lines[0], lines[1], lines[2][:10], make([]byte, 512), lines[2][10:], lines[3])},
+			want:  es[0:1],
+		},
+		{
+			name:  "journal with zero-filled lines after its header",
+			files: map[string][]byte{jname: join(lines[0], make([]byte, 100), []byte("\n"), lines[1], lines[2])},
+			want:  nil,
+		},
+		{
+			name:  "journal with a zero-filled header",
+			files: map[string][]byte{snapshotName: snapshot, "journal-other-000001.jsonl": join(make([]byte, 40), lines[0][40:], lines[1], lines[2])},
+			want:  es[1:],
+		},
+		{
+			name:  "NUL-filled journal",
+			files: map[string][]byte{snapshotName: snapshot, "journal-other-000001.jsonl": make([]byte, len(journal))},
+			want:  es[1:],
 		},
 		{
 			name:  "journal torn in its header",

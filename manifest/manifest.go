@@ -79,6 +79,9 @@ type Options struct {
 	// waiting for the next write. The caller, told by its Durable which
 	// data was lost, removes the entries recorded since then likewise.
 	Durable func(ctx context.Context) error
+	// Rebuild says what Open does with a snapshot that cannot be read at
+	// all, as a power cut can leave it. Default RefuseUnreadable.
+	Rebuild RebuildMode
 }
 
 const (
@@ -115,6 +118,10 @@ type Manifest struct {
 	stop     chan struct{} // closed by Close; nil until the flusher starts
 	done     chan struct{} // closed when the flusher has exited
 	cancel   context.CancelFunc
+
+	// Set by load when it rebuilt an unreadable snapshot (rebuild.go).
+	rebuilt    *Rebuilt
+	unreadable []byte // the snapshot's bytes, until they are kept aside
 }
 
 // SelfDestination, as Options.Destination, says that the manifest lives
@@ -139,7 +146,8 @@ func NewRun(now time.Time) string {
 // none; nothing is written until something is recorded. Open fails with an
 // *Error if a file is corrupt (ErrCorrupt), of a newer format (ErrVersion)
 // or for another destination (ErrDestination); it never replaces such a
-// manifest.
+// manifest. A snapshot that cannot be read at all is refused as corrupt or
+// rebuilt, as Options.Rebuild says; Rebuilt then reports it.
 func Open(ctx context.Context, st Store, opts Options) (*Manifest, error) {
 	if opts.Destination == "" {
 		return nil, errors.New("manifest: Options.Destination is required")
@@ -255,6 +263,9 @@ func (m *Manifest) load(ctx context.Context) error {
 		}
 	}
 	m.gen++ // this run's journals order after everything it loaded
+	if m.rebuilt != nil {
+		return m.finishRebuild(ctx, toRead)
+	}
 	return nil
 }
 
@@ -283,6 +294,9 @@ func (m *Manifest) loadSnapshot(ctx context.Context) (*snapshotHeader, error) {
 		return nil, readError(loc, err)
 	}
 	h, recs, err := decodeSnapshot(loc, data, m.opts.Destination)
+	if unreadable(data, err) {
+		return m.rebuildSnapshot(loc, data, err)
+	}
 	if err != nil {
 		return nil, err
 	}

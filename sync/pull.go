@@ -214,9 +214,18 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		e.disk.newer = map[string]recordedAtKey{}
 		mopts.Durable = e.disk.durable
 	}
+	// A snapshot a power cut left unreadable is rebuilt from what
+	// survives, under the lock taken above; a dry run only looks.
+	mopts.Rebuild = manifest.RebuildAside
+	if opts.DryRun {
+		mopts.Rebuild = manifest.RebuildInMemory
+	}
 	m, err := manifest.Open(ctx, store, mopts)
 	if err != nil {
 		return sum, err
+	}
+	if r := m.Rebuilt(); r != nil {
+		e.log.Warn(r.String())
 	}
 	e.disk.loadSuspects(ctx)
 	if !opts.DryRun {

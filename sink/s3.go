@@ -138,7 +138,9 @@ type S3 struct {
 	maxKeys      int32 // keys per ListObjectsV2 page; 0: the server's (1,000)
 
 	noCRC64   atomic.Bool // the server refused CRC64NVME multipart uploads
-	noTagging atomic.Bool // the server does not do object tagging
+	noTagging atomic.Bool // the server does not do object tagging, or not safely
+	tagMu     sync.Mutex  // held while probing tagging (probeTagging)
+	tagProbed bool        // tagging was probed and is safe
 
 	stateMu   sync.Mutex
 	stateKeys map[string]bool // upload state objects; nil until listed

@@ -344,7 +344,8 @@ func (s *S3) PutFrom(ctx context.Context, key string, off int64, r io.Reader, op
 		return Info{}, err
 	}
 	defer s.mem.Release(held)
-	return u.run(ctx, cr, nil)
+	info, _, err := u.run(ctx, cr, nil)
+	return info, err
 }
 
 // upload is one multipart upload in progress.
@@ -352,6 +353,7 @@ type upload struct {
 	s    *S3
 	key  string
 	opts PutOptions
+	cond precondition // on CompleteMultipartUpload
 	crc  uint64 // CRC64NVME of the object through the last part read
 
 	mu      sync.Mutex
@@ -448,7 +450,7 @@ func unsupported(err error) bool {
 // saved as the acknowledged parts grow, so if run fails, what S3 holds is
 // kept for PutFrom; a run that fails before any part was acknowledged
 // leaves nothing.
-func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info, error) {
+func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info, string, error) {
 	conc := u.concurrency()
 	u.done = map[int32]uploadedPart{}
 	free := make(chan []byte, conc+1)
@@ -510,7 +512,7 @@ func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info
 		err = ctx.Err()
 	}
 	if err != nil {
-		return Info{}, u.fail(ctx, err, cr)
+		return Info{}, "", u.fail(ctx, err, cr)
 	}
 	return u.complete(ctx, cr)
 }
@@ -609,7 +611,7 @@ func (u *upload) fail(ctx context.Context, err error, cr *checkedReader) error {
 // complete finishes the upload and checks the object with one HEAD: its
 // size and, where the server reports it, its full-object CRC64NVME must
 // be what was streamed, or the object is deleted and Put fails.
-func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, error) {
+func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, string, error) {
 	s, st := u.s, u.st
 	parts := make([]types.CompletedPart, len(st.Parts))
 	for i, p := range st.Parts {
@@ -629,13 +631,17 @@ func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, error) 
 		in.ChecksumType = types.ChecksumTypeFullObject
 		in.ChecksumCRC64NVME = aws.String(crc)
 	}
-	if _, err := s.client.CompleteMultipartUpload(ctx, in); err != nil {
+	if u.cond.set() && s.completeConditions(ctx) {
+		in.IfMatch, in.IfNoneMatch = u.cond.headers()
+	}
+	out, err := s.client.CompleteMultipartUpload(ctx, in)
+	if err != nil {
 		if code := status(err); code >= 400 && code < 500 && !noSuchUpload(err) {
 			// The server refused these parts (a wrong checksum, a part
 			// it lost): they are no use to a later run either.
 			err = errors.Join(err, s.discard(ctx, u.key, st))
 		}
-		return Info{}, s.classify("put", u.key, err)
+		return Info{}, "", s.classify("put", u.key, err)
 	}
 	// A state left behind names an upload that no longer exists, which
 	// Partial and TidyUploads recognise and drop: not worth failing for.
@@ -650,9 +656,9 @@ func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, error) 
 			// The tag may be what changed it: the retry goes without.
 			s.noTagging.Store(true)
 		}
-		return Info{}, err
+		return Info{}, "", err
 	}
-	return info, nil
+	return info, aws.ToString(out.ETag), nil
 }
 
 // checkObject HEADs key after an upload and anything else written to it:

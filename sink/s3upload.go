@@ -354,7 +354,7 @@ type upload struct {
 	key  string
 	opts PutOptions
 	cond precondition // on CompleteMultipartUpload
-	crc  uint64 // CRC64NVME of the object through the last part read
+	crc  uint64       // CRC64NVME of the object through the last part read
 
 	mu      sync.Mutex
 	st      *uploadState           // Parts: acknowledged, without a gap

@@ -213,7 +213,11 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	case errors.As(err, &fe):
 		return exitFailed
-	case errors.As(err, &ue), errors.As(err, &le), errors.As(err, new(*sink.LostLockError)),
+	case errors.As(err, new(*sink.LostLockError)):
+		// Not a mistake of the user's: another run took over, and a rerun
+		// resumes once it is done.
+		return exitFailed
+	case errors.As(err, &ue), errors.As(err, &le),
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
 		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound), isBadRequest(err),
 		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),

@@ -156,4 +156,28 @@
 //   - Locker: a named, exclusive lease so two runs do not write the same
 //     destination at once (Local with flock(2), S3 with a conditional-write
 //     lease object on servers proven to enforce conditional writes, Memory).
+//
+// # The S3 path: checked last, fenced by the server
+//
+// Every write the tool relies on is checked after the last write that could
+// change it, or the ability is probed once per destination on a scratch
+// object under .artifact-sync/, as the lock probes conditional writes:
+//
+//   - a multipart object gets its SHA-256 tag before the HEAD that checks
+//     its size and CRC64NVME, and tagging is used only where a probe saw
+//     the tag leave the object as it was and read the tag back (gofakes3
+//     1.2.0 stores the tagging XML as the object and answers 200; checked
+//     by TestS3TaggingThatReplacesTheObject and, through the binary,
+//     TestS3TaggingServerKeepsObjectsWhole, against gofakes3 itself and a
+//     double in front of the real server);
+//   - an upload record whose upload the server can neither list nor abort
+//     (405 or 501, as s3rver 3.7.1 answers) is dropped and the upload
+//     starts over (TestS3UploadRecordThatCannotBeListedOrAborted,
+//     TestS3KilledUploadOnServerWithoutUploadManagement);
+//   - the holder of the S3 lock writes the manifest with If-Match on the
+//     version it last read or wrote (FencedPut), so a write that arrives
+//     after another run took the lease over fails on the server, with no
+//     window between a check and the write (TestS3FencedPut,
+//     TestS3StaleHoldersManifestWriteFails); the lease runs out by the
+//     server's clock alone (TestS3LockExpiryByServersClock).
 package sink

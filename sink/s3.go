@@ -138,7 +138,9 @@ type S3 struct {
 	maxKeys      int32 // keys per ListObjectsV2 page; 0: the server's (1,000)
 
 	noCRC64   atomic.Bool // the server refused CRC64NVME multipart uploads
-	noTagging atomic.Bool // the server does not do object tagging
+	noTagging atomic.Bool // the server does not do object tagging, or not safely
+	tagMu     sync.Mutex  // held while probing tagging (probeTagging)
+	tagProbed bool        // tagging was probed and is safe
 
 	stateMu   sync.Mutex
 	stateKeys map[string]bool // upload state objects; nil until listed
@@ -147,6 +149,8 @@ type S3 struct {
 	cond    condWrites
 	condErr error
 	condOK  bool
+	// completeProbed, completeCond: completeConditions's verdict (condMu).
+	completeProbed, completeCond bool
 }
 
 var (
@@ -431,25 +435,32 @@ func userMetadata(in map[string]string, sum string) map[string]string {
 // Put implements Sink. It starts the object afresh: an unfinished upload
 // of key that an earlier Put left is aborted first.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Info, error) {
+	info, _, err := s.put(ctx, key, r, opts, precondition{})
+	return info, err
+}
+
+// put is Put, made conditional on the version of the object it replaces by
+// cond (see precondition), and returning the new version's ETag.
+func (s *S3) put(ctx context.Context, key string, r io.Reader, opts PutOptions, cond precondition) (Info, string, error) {
 	if err := ValidKey(key); err != nil {
-		return Info{}, err
+		return Info{}, "", err
 	}
 	if opts.Size > maxS3ObjectSize {
-		return Info{}, fmt.Errorf("put %s: the source declares %d bytes, more than the 5 TiB S3 allows in one object", s.url(key), opts.Size)
+		return Info{}, "", fmt.Errorf("put %s: the source declares %d bytes, more than the 5 TiB S3 allows in one object", s.url(key), opts.Size)
 	}
 	old, err := s.loadState(ctx, key)
 	if err == nil {
 		err = s.discard(ctx, key, old)
 	}
 	if err != nil {
-		return Info{}, err
+		return Info{}, "", err
 	}
 	cr := newCheckedReader(ctx, r, opts.Size, 0, nil)
-	u := &upload{s: s, key: key, opts: opts, st: &uploadState{PartSize: s.partSizeFor(opts.Size)}}
+	u := &upload{s: s, key: key, opts: opts, cond: cond, st: &uploadState{PartSize: s.partSizeFor(opts.Size)}}
 	if opts.Size > s.partSize {
 		held, err := s.reserve(ctx, u.memory())
 		if err != nil {
-			return Info{}, err
+			return Info{}, "", err
 		}
 		defer s.mem.Release(held)
 		return s.putMultipart(ctx, u, cr, nil)
@@ -464,7 +475,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	}
 	held, err := s.reserve(ctx, want)
 	if err != nil {
-		return Info{}, err
+		return Info{}, "", err
 	}
 	defer func() { s.mem.Release(held) }()
 	n := s.partSize
@@ -480,9 +491,9 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 			s.mem.Release(held - int64(len(buf)))
 			held = int64(len(buf))
 		}
-		return s.putSingle(ctx, key, buf, opts)
+		return s.putSingle(ctx, key, buf, opts, cond)
 	default:
-		return Info{}, s.classify("put", key, err)
+		return Info{}, "", s.classify("put", key, err)
 	}
 }
 
@@ -514,11 +525,11 @@ func (s *S3) reserve(ctx context.Context, n int64) (int64, error) {
 // the memory limit: at most 2 × -j of them are buffered at once.
 const smallPut = 1 << 20
 
-func (s *S3) putSingle(ctx context.Context, key string, data []byte, opts PutOptions) (Info, error) {
+func (s *S3) putSingle(ctx context.Context, key string, data []byte, opts PutOptions, cond precondition) (Info, string, error) {
 	sum := sha256.Sum256(data)
 	hexSum := hex.EncodeToString(sum[:])
 	b64Sum := base64.StdEncoding.EncodeToString(sum[:])
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket:            aws.String(s.bucket),
 		Key:               aws.String(s.full(key)),
 		Body:              bytes.NewReader(data), // in memory: the SDK may retry
@@ -527,22 +538,24 @@ func (s *S3) putSingle(ctx context.Context, key string, data []byte, opts PutOpt
 		Metadata:          userMetadata(opts.Metadata, hexSum),
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		ChecksumSHA256:    aws.String(b64Sum),
-	})
+	}
+	in.IfMatch, in.IfNoneMatch = cond.headers()
+	out, err := s.client.PutObject(ctx, in)
 	if err != nil {
-		return Info{}, s.classify("put", key, err)
+		return Info{}, "", s.classify("put", key, err)
 	}
 	if err := s.checkObject(ctx, key, int64(len(data)), false, "", b64Sum); err != nil {
-		return Info{}, err
+		return Info{}, "", err
 	}
-	return Info{Key: key, Size: int64(len(data)), SHA256: hexSum, ModTime: time.Now()}, nil
+	return Info{Key: key, Size: int64(len(data)), SHA256: hexSum, ModTime: time.Now()}, aws.ToString(out.ETag), nil
 }
 
 // putMultipart starts a multipart upload for u and streams the object into
 // it; first, if not nil, is its first part, read already.
-func (s *S3) putMultipart(ctx context.Context, u *upload, cr *checkedReader, first []byte) (Info, error) {
+func (s *S3) putMultipart(ctx context.Context, u *upload, cr *checkedReader, first []byte) (Info, string, error) {
 	st, err := s.start(ctx, u.key, u.opts)
 	if err != nil {
-		return Info{}, err
+		return Info{}, "", err
 	}
 	u.st = st
 	return u.run(ctx, cr, first)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -42,8 +43,22 @@ const maxRenewInterval = 5 * time.Second
 // servers that were seen to honour If-Match on DELETE; elsewhere, or if
 // that fails, it overwrites it, with If-Match, by an expired record (and
 // deletes that where it can): it never removes a lease that another run
-// holds. Expiry compares the clocks of different
-// hosts, so ttl should dwarf their skew (minutes).
+// holds.
+//
+// Expiry is judged by the server's clock only: a lease runs out ttl (plus
+// a second, the resolution of HTTP dates) after the server last stored the
+// lease object (its Last-Modified), as of the Date of the response that
+// read it. The holder counts from just before it sent its last renewal
+// that went through, on its own monotonic clock, and gives up two renewal
+// intervals short of ttl; the server stored that renewal after it was
+// sent, so the holder stops before any taker may start, whatever the skew
+// between the machines' clocks (only their rates count: parts per
+// million). Records of older versions, without a lease time, still expire
+// by the reader's clock.
+//
+// A lease cannot stop a write already on its way when it runs out (a
+// paused process, a partition): writes of the holder's state go through
+// FencedPut, conditional on the object itself.
 //
 // With S3Config.NoLock, Lock takes nothing and returns a lease that holds
 // nothing (for servers without conditional writes, at the user's risk).
@@ -83,7 +98,7 @@ func (s *S3) Lock(ctx context.Context, name, holder string, ttl time.Duration) (
 			l.etag = cur
 			break
 		}
-		if (time.Now().Before(rec.Expires) && !holderGone(rec)) || attempt >= 3 {
+		if (!rec.expired && !holderGone(rec.lockRecord)) || attempt >= 3 {
 			return nil, &LockedError{Name: name, Holder: rec.Holder, Since: rec.Since}
 		}
 		etag, err = l.write(ctx, cur, time.Now())
@@ -229,8 +244,8 @@ func (e *LostLockError) Error() string {
 			why += " at " + e.Since.UTC().Format(time.RFC3339)
 		}
 	}
-	return fmt.Sprintf("lost the lock on %s: %s; this run stopped so that two runs do not write at once: "+
-		"make sure one run at a time writes this destination, then run the same command again", e.Lock, why)
+	return fmt.Sprintf("lost the lock on %s: %s; another run may be writing this destination, so this run stopped without writing over it: "+
+		"run the same command again once that run is done, to resume", e.Lock, why)
 }
 
 type s3Lease struct {
@@ -247,7 +262,8 @@ type s3Lease struct {
 
 	mu       sync.Mutex
 	etag     string
-	renewed  time.Time // when the last write of the lease was sent
+	renewed  time.Time         // when the last write of the lease was sent
+	seen     map[string]string // by key: the ETag FencedOpen or FencedPut saw ("": none)
 	err      error
 	lost     chan struct{}
 	released bool
@@ -260,11 +276,30 @@ func (l *s3Lease) write(ctx context.Context, ifMatch string, now time.Time) (str
 	if since.IsZero() {
 		since = now
 	}
-	return l.put(ctx, ifMatch, lockRecord{Holder: l.holder, Since: since.UTC(), Expires: now.Add(l.ttl).UTC(), Token: l.token,
-		PID: os.Getpid(), Scope: processScope()})
+	return l.put(ctx, ifMatch, leaseRecord{lockRecord: lockRecord{Holder: l.holder, Since: since.UTC(), Expires: now.Add(l.ttl).UTC(), Token: l.token,
+		PID: os.Getpid(), Scope: processScope()}, TTL: l.ttl.Seconds()})
 }
 
-func (l *s3Lease) put(ctx context.Context, ifMatch string, rec lockRecord) (string, error) {
+// leaseRecord is what the lease object holds, and whether it has run out.
+type leaseRecord struct {
+	lockRecord
+	// TTL (seconds) is the lease time: the lease runs out TTL after the
+	// server last stored the object (its Last-Modified), by the server's
+	// clock. A record without it (an older version of the tool wrote it)
+	// runs out at Expires, by the reader's clock.
+	TTL float64 `json:"ttl_seconds,omitempty"`
+	// Released says the holder gave the lease up: anyone may take it.
+	Released bool `json:"released,omitempty"`
+
+	expired bool // set by read
+}
+
+// clockStep is the resolution of HTTP dates (Last-Modified, Date): whole
+// seconds, each truncated, so two of them understate the time between by
+// up to a second.
+const clockStep = time.Second
+
+func (l *s3Lease) put(ctx context.Context, ifMatch string, rec leaseRecord) (string, error) {
 	body, _ := json.Marshal(rec)
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(l.s.bucket),
@@ -293,9 +328,12 @@ func (l *s3Lease) put(ctx context.Context, ifMatch string, rec lockRecord) (stri
 	return aws.ToString(out.ETag), nil
 }
 
-// read returns the current lease record and its ETag.
-func (l *s3Lease) read(ctx context.Context) (lockRecord, string, error) {
-	var rec lockRecord
+// read returns the current lease record and its ETag. Whether the lease
+// has run out is judged by the server's clock alone: the Date of this
+// response against the object's Last-Modified plus the lease time, so the
+// clocks of the holder and the reader never meet.
+func (l *s3Lease) read(ctx context.Context) (leaseRecord, string, error) {
+	var rec leaseRecord
 	out, err := l.s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.s.bucket), Key: aws.String(l.key)})
 	if status(err) == http.StatusNotFound {
 		return rec, "", errNoLease
@@ -308,11 +346,20 @@ func (l *s3Lease) read(ctx context.Context) (lockRecord, string, error) {
 	if err != nil {
 		return rec, "", l.s.classify("lock", stateDir+"/"+l.name, err)
 	}
+	lm := aws.ToTime(out.LastModified)
 	if err := json.Unmarshal(b, &rec); err != nil {
 		// Not ours to interpret: treat as held by someone unknown until
 		// it has not changed for a ttl.
-		lm := aws.ToTime(out.LastModified)
-		rec = lockRecord{Holder: "an unknown holder (unreadable lease object)", Since: lm, Expires: lm.Add(l.ttl)}
+		rec = leaseRecord{lockRecord: lockRecord{Holder: "an unknown holder (unreadable lease object)", Since: lm, Expires: lm.Add(l.ttl)}, TTL: l.ttl.Seconds()}
+	}
+	now, dated := awsmiddleware.GetServerTime(out.ResultMetadata)
+	switch {
+	case rec.Released:
+		rec.expired = true
+	case rec.TTL > 0 && dated && !lm.IsZero():
+		rec.expired = !now.Before(lm.Add(time.Duration(rec.TTL*float64(time.Second)) + clockStep))
+	default:
+		rec.expired = !time.Now().Before(rec.Expires)
 	}
 	return rec, aws.ToString(out.ETag), nil
 }
@@ -368,7 +415,8 @@ func (l *s3Lease) renewOnce(ctx context.Context, timeout time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	newTag, err := l.write(wctx, etag, now)
-	if preconditionFailed(err) {
+	if preconditionFailed(err) || status(err) == http.StatusNotFound {
+		// 404: versitygw's answer to If-Match on an object that is gone.
 		rec, cur, rerr := l.read(wctx)
 		switch {
 		case rerr == nil && rec.Token == l.token:
@@ -376,7 +424,7 @@ func (l *s3Lease) renewOnce(ctx context.Context, timeout time.Duration) error {
 		case rerr == nil:
 			return &LostLockError{Lock: l.s.url(stateDir + "/" + l.name), Holder: rec.Holder, Since: rec.Since}
 		case errors.Is(rerr, errNoLease):
-			return &LostLockError{Lock: l.s.url(stateDir + "/" + l.name), Reason: "its lease object was deleted"}
+			return &LostLockError{Lock: l.s.url(stateDir + "/" + l.name), Reason: "its lease object was deleted (another run took it over and released it, or someone removed it)"}
 		default:
 			return rerr
 		}
@@ -466,7 +514,7 @@ func (l *s3Lease) Release(ctx context.Context) error {
 		return nil
 	}
 	now := time.Now().UTC()
-	released := lockRecord{Holder: l.holder + " (released)", Since: now, Expires: now}
+	released := leaseRecord{lockRecord: lockRecord{Holder: l.holder + " (released)", Since: now, Expires: now}, Released: true}
 	etag, err := l.put(ctx, etag, released)
 	if preconditionFailed(err) {
 		// A renewal cut short by Release may have landed without this

@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding"
 	"encoding/base64"
@@ -160,10 +161,24 @@ func (s *S3) abort(ctx context.Context, key, uploadID string) error {
 	defer cancel()
 	_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(s.full(key)), UploadId: aws.String(uploadID)})
-	if err != nil && !noSuchUpload(err) {
+	if err != nil && !noSuchUpload(err) && !notOffered(err) {
 		return s.classify("abort upload of", key, err)
 	}
+	// notOffered: a server that cannot abort (s3rver answers 405) keeps
+	// the parts whatever this does; the record is dropped all the same, so
+	// the upload starts over instead of failing the artifact for good.
 	return nil
+}
+
+// notOffered reports whether err says the server does not offer the
+// operation at all (405 Method Not Allowed, 501 Not Implemented), as
+// s3rver 3.7.1 answers ListParts, AbortMultipartUpload and
+// ListMultipartUploads: asking again can never work.
+func notOffered(err error) bool {
+	var ae smithy.APIError
+	code := status(err)
+	return code == http.StatusMethodNotAllowed || code == http.StatusNotImplemented ||
+		(errors.As(err, &ae) && (ae.ErrorCode() == "NotImplemented" || ae.ErrorCode() == "MethodNotAllowed"))
 }
 
 func noSuchUpload(err error) bool {
@@ -189,7 +204,9 @@ func (s *S3) discard(ctx context.Context, key string, st *uploadState) error {
 	for p.HasMorePages() {
 		page, err := p.NextPage(dctx)
 		if err != nil {
-			errs = append(errs, s.classify("list the open uploads of", key, err))
+			if !notOffered(err) {
+				errs = append(errs, s.classify("list the open uploads of", key, err))
+			}
 			break
 		}
 		for _, up := range page.Uploads {
@@ -227,7 +244,10 @@ func (s *S3) resumable(ctx context.Context, key string) (*uploadState, error) {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			if noSuchUpload(err) { // completed or aborted meanwhile
+			if noSuchUpload(err) || notOffered(err) {
+				// Completed or aborted meanwhile; or a server that cannot
+				// list parts, so the upload cannot be checked, and never
+				// will be: it starts over.
 				return nil, s.discard(ctx, key, st)
 			}
 			return nil, s.classify("list the parts of", key, err)
@@ -324,7 +344,8 @@ func (s *S3) PutFrom(ctx context.Context, key string, off int64, r io.Reader, op
 		return Info{}, err
 	}
 	defer s.mem.Release(held)
-	return u.run(ctx, cr, nil)
+	info, _, err := u.run(ctx, cr, nil)
+	return info, err
 }
 
 // upload is one multipart upload in progress.
@@ -332,7 +353,8 @@ type upload struct {
 	s    *S3
 	key  string
 	opts PutOptions
-	crc  uint64 // CRC64NVME of the object through the last part read
+	cond precondition // on CompleteMultipartUpload
+	crc  uint64       // CRC64NVME of the object through the last part read
 
 	mu      sync.Mutex
 	st      *uploadState           // Parts: acknowledged, without a gap
@@ -428,7 +450,7 @@ func unsupported(err error) bool {
 // saved as the acknowledged parts grow, so if run fails, what S3 holds is
 // kept for PutFrom; a run that fails before any part was acknowledged
 // leaves nothing.
-func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info, error) {
+func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info, string, error) {
 	conc := u.concurrency()
 	u.done = map[int32]uploadedPart{}
 	free := make(chan []byte, conc+1)
@@ -490,7 +512,7 @@ func (u *upload) run(ctx context.Context, cr *checkedReader, first []byte) (Info
 		err = ctx.Err()
 	}
 	if err != nil {
-		return Info{}, u.fail(ctx, err, cr)
+		return Info{}, "", u.fail(ctx, err, cr)
 	}
 	return u.complete(ctx, cr)
 }
@@ -589,7 +611,7 @@ func (u *upload) fail(ctx context.Context, err error, cr *checkedReader) error {
 // complete finishes the upload and checks the object with one HEAD: its
 // size and, where the server reports it, its full-object CRC64NVME must
 // be what was streamed, or the object is deleted and Put fails.
-func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, error) {
+func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, string, error) {
 	s, st := u.s, u.st
 	parts := make([]types.CompletedPart, len(st.Parts))
 	for i, p := range st.Parts {
@@ -609,29 +631,42 @@ func (u *upload) complete(ctx context.Context, cr *checkedReader) (Info, error) 
 		in.ChecksumType = types.ChecksumTypeFullObject
 		in.ChecksumCRC64NVME = aws.String(crc)
 	}
-	if _, err := s.client.CompleteMultipartUpload(ctx, in); err != nil {
+	if u.cond.set() && s.completeConditions(ctx) {
+		in.IfMatch, in.IfNoneMatch = u.cond.headers()
+	}
+	out, err := s.client.CompleteMultipartUpload(ctx, in)
+	if err != nil {
 		if code := status(err); code >= 400 && code < 500 && !noSuchUpload(err) {
 			// The server refused these parts (a wrong checksum, a part
 			// it lost): they are no use to a later run either.
 			err = errors.Join(err, s.discard(ctx, u.key, st))
 		}
-		return Info{}, s.classify("put", u.key, err)
+		return Info{}, "", s.classify("put", u.key, err)
 	}
 	// A state left behind names an upload that no longer exists, which
 	// Partial and TidyUploads recognise and drop: not worth failing for.
 	_ = s.dropState(context.WithoutCancel(ctx), u.key)
 	info := Info{Key: u.key, Size: cr.n, SHA256: cr.sum(), ModTime: time.Now()}
+	// The check comes after the tag, the last write that could change the
+	// object: gofakes3 1.2.0 takes PUT ?tagging for a PUT of the object and
+	// answers 200 having replaced it with the tagging XML.
+	tagged := s.tagSHA256(ctx, u.key, info.SHA256)
 	if err := s.checkObject(ctx, u.key, info.Size, st.CRC64, crc, ""); err != nil {
-		return Info{}, err
+		if tagged {
+			// The tag may be what changed it: the retry goes without.
+			s.noTagging.Store(true)
+		}
+		return Info{}, "", err
 	}
-	s.tagSHA256(ctx, u.key, info.SHA256)
-	return info, nil
+	return info, aws.ToString(out.ETag), nil
 }
 
-// checkObject HEADs key after an upload: a size other than size, or a
-// checksum the server reports that differs from what was streamed (crc64
-// for a multipart object, sha256 base64 for a single PUT), means the
-// object is not what was sent: it is deleted, and the error says so.
+// checkObject HEADs key after an upload and anything else written to it:
+// a size other than size, or a checksum the server reports that differs
+// from what was streamed (crc64 for a multipart object, sha256 base64 for
+// a single PUT), means the object is not what was sent: it is deleted, and
+// the error says so. (Not the ETag: gofakes3 answers a completed upload
+// with one ETag and HEAD with another, for the same bytes.)
 func (s *S3) checkObject(ctx context.Context, key string, size int64, hasCRC bool, crc, sha string) error {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(s.full(key)), ChecksumMode: types.ChecksumModeEnabled})
@@ -667,18 +702,73 @@ var ErrMismatch = errors.New("object does not match what was uploaded")
 // when a multipart upload starts, before the hash is known, and a tag is
 // the one place for it that does not rewrite the object. Stat reads it
 // back. It is a convenience (the manifest holds the hash): on a server
-// without tagging the object goes without, and verify re-reads it.
-func (s *S3) tagSHA256(ctx context.Context, key, sum string) {
-	if s.noTagging.Load() {
-		return
+// without tagging, or where probeTagging found it unsafe, the object goes
+// without, and verify re-reads it. It reports whether it sent the tag.
+func (s *S3) tagSHA256(ctx context.Context, key, sum string) bool {
+	if !s.probeTagging(ctx) {
+		return false
 	}
 	_, err := s.client.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(s.full(key)),
 		Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("sha256"), Value: aws.String(sum)}}},
 	})
-	if err != nil && (unsupported(err) || status(err) == http.StatusMethodNotAllowed) {
+	if err != nil && (unsupported(err) || notOffered(err)) {
 		s.noTagging.Store(true)
 	}
+	return true
+}
+
+// probeTagging finds out, once per sink and before the first tag, whether
+// object tagging is safe here: it tags a scratch object in the state
+// folder and reads it back. A server that answers the tag with an error is
+// merely without tagging; one that changes the object's size or ETag
+// (gofakes3 1.2.0 stores the tagging XML as the object), or cannot give
+// the tag back, must not be sent tags at all.
+func (s *S3) probeTagging(ctx context.Context) bool {
+	s.tagMu.Lock()
+	defer s.tagMu.Unlock()
+	if s.noTagging.Load() {
+		return false
+	}
+	if s.tagProbed {
+		return true
+	}
+	key := s.full(stateDir + "/probe-tagging-" + rand.Text())
+	safe := func() bool {
+		const body = "probe"
+		put, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key),
+			Body: strings.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
+		if err != nil {
+			return false
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_, _ = s.client.DeleteObject(dctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+		}()
+		_, err = s.client.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: aws.String(s.bucket), Key: aws.String(key),
+			Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("sha256"), Value: aws.String(strings.Repeat("0", 64))}}}})
+		if err != nil {
+			return false
+		}
+		head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+		if err != nil || aws.ToInt64(head.ContentLength) != int64(len(body)) || unquote(aws.ToString(head.ETag)) != unquote(aws.ToString(put.ETag)) {
+			return false
+		}
+		tags, err := s.client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+		return err == nil && slices.ContainsFunc(tags.TagSet, func(t types.Tag) bool {
+			return aws.ToString(t.Key) == "sha256" && aws.ToString(t.Value) == strings.Repeat("0", 64)
+		})
+	}()
+	if ctx.Err() != nil {
+		return false // cut short: no verdict, ask again next time
+	}
+	if !safe {
+		s.noTagging.Store(true)
+		return false
+	}
+	s.tagProbed = true
+	return true
 }
 
 // sha256Tag reads the tag tagSHA256 wrote; "" if there is none.
@@ -804,6 +894,9 @@ func (s *S3) openUploads(ctx context.Context) ([]types.MultipartUpload, error) {
 	p := s3.NewListMultipartUploadsPaginator(s.client, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
+		if notOffered(err) {
+			return nil, nil // recorded uploads are still looked at, one by one
+		}
 		if err != nil {
 			return nil, s.classify("list the open uploads of", "", err)
 		}

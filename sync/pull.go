@@ -221,6 +221,9 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		e.present = e.listDest(lctx)
 		defer func() { cancel(); e.present() }()
 	}
+	if err := e.probeFolding(ctx); err != nil {
+		return sum, closeManifest(ctx, m, opts.DryRun, err)
+	}
 	close(l.ready) // the listing may plan now
 
 	if l.streaming {
@@ -416,6 +419,8 @@ type engine struct {
 	// across all transfers: Concurrency of them.
 	rangeStreams chan struct{}
 
+	fold folds // how the destination compares names; see refuseFolded
+
 	mu  stdsync.Mutex
 	sum *Summary
 }
@@ -516,6 +521,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 			refused[a] = fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key))
 		}
 	}
+	e.refuseFolded(arts, owner, refused)
 	for _, a := range arts {
 		if a.Key == "" {
 			continue
@@ -533,7 +539,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 						return nil, err
 					}
 				}
-				if size, ok := present[a.Key]; ok && size == ent.Size {
+				if size, ok := e.presentSize(present, a.Key); ok && size == ent.Size {
 					e.mu.Lock()
 					e.sum.Skipped++
 					e.mu.Unlock()

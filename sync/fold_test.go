@@ -47,7 +47,7 @@ func (s *foldingSink) resolve(key string, put bool) string {
 }
 
 func (s *foldingSink) NameFolding(context.Context) (sink.NameFolding, error) { return s.how, nil }
-func (s *foldingSink) String() string                                         { return "folding" }
+func (s *foldingSink) String() string                                        { return "folding" }
 
 func (s *foldingSink) Put(ctx context.Context, key string, r io.Reader, opts sink.PutOptions) (sink.Info, error) {
 	return s.mem.Put(ctx, s.resolve(key, true), r, opts)

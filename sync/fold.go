@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -56,6 +57,22 @@ func (e *engine) probeFolding(ctx context.Context) error {
 		return m
 	})
 	return nil
+}
+
+// nameFolding is how dest compares names, for Verify: a file listed under
+// another spelling of its recorded key (its folder first made in another
+// case) is the recorded file, not an unexpected one. A destination that
+// cannot be probed is taken as byte-exact.
+func nameFolding(ctx context.Context, dest sink.Sink, log *slog.Logger) sink.NameFolding {
+	nf, ok := dest.(sink.NameFolder)
+	if !ok {
+		return sink.NameFolding{}
+	}
+	how, err := nf.NameFolding(ctx)
+	if err != nil && log != nil {
+		log.Debug("could not find out whether the destination ignores case", "error", err)
+	}
+	return how
 }
 
 // refuseFolded adds to refused the artifacts of a plan whose keys the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/sink"
 )
 
 // TestPullToACaseInsensitiveFileSystem runs the binary on a destination
@@ -116,6 +117,29 @@ func checkMirror(t *testing.T, dir string, arts []*circlecitest.Artifact) {
 		want.ReadFrom(a.Content())
 		if !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("%s is not what the server sent", a.Path())
+		}
+	}
+}
+
+// TestLocalProbeFindsFoldingFileSystem: the local sink's probe tells a
+// destination that folds case and normalisation (foldFS) from one that
+// does not (the backing folder itself).
+func TestLocalProbeFindsFoldingFileSystem(t *testing.T) {
+	mnt, backing := mountFoldFS(t)
+	for dir, want := range map[string]sink.NameFolding{
+		mnt:     {Case: sink.FoldUnicode, Normalization: true},
+		backing: {},
+	} {
+		l, err := sink.NewLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.NameFolding(t.Context())
+		if err != nil || got != want {
+			t.Errorf("%s: NameFolding = %v, %v; want %v", dir, got, err, want)
+		}
+		if left, _ := os.ReadDir(filepath.Join(dir, ".artifact-sync", "tmp")); len(left) != 0 {
+			t.Errorf("%s: the probe left %d files in .artifact-sync/tmp", dir, len(left))
 		}
 	}
 }

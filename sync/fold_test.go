@@ -228,3 +228,31 @@ func read(t *testing.T, s sink.Sink, key string) []byte {
 	}
 	return b
 }
+
+func TestCaseClashAcrossJobsFailsBothWithALayoutHint(t *testing.T) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	wf := p.AddPipeline("main").AddWorkflow("build")
+	upper, lower := wf.AddJob("Build", circlecitest.JobOptions{}), wf.AddJob("build", circlecitest.JobOptions{})
+	upper.AddArtifact(0, "a.txt", 100)
+	upper.AddArtifact(0, "b.txt", 100)
+	lower.AddArtifact(0, "a.txt", 100)
+	f := &fixture{w: w, proj: p}
+	f.srv = circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	f.client = newClient(t, f.srv.URL)
+	opts := pullOpts()
+	opts.Layout, _ = ccsync.ParseLayout("{job_name}/{path}")
+	dest := newFoldingSink(sink.NameFolding{Case: sink.FoldUnicode})
+	sum, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 2 || sum.Transferred != 1 {
+		t.Fatalf("transferred %d, failed %d (%+v); want both a.txt failed, b.txt transferred", sum.Transferred, sum.Failed, sum.Failures)
+	}
+	for _, fl := range sum.Failures {
+		if !strings.Contains(fl.Error, `"Build/a.txt"`) || !strings.Contains(fl.Error, `"build/a.txt"`) || !strings.Contains(fl.Error, "--layout") {
+			t.Errorf("job %d %s: error %q; want both keys named and a --layout hint", fl.JobNumber, fl.Path, fl.Error)
+		}
+	}
+}

@@ -250,6 +250,9 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		e.present = e.listDest(lctx)
 		defer func() { cancel(); e.present() }()
 	}
+	if err := e.probeFolding(ctx); err != nil {
+		return sum, closeManifest(ctx, m, opts.DryRun, err)
+	}
 	close(l.ready) // the listing may plan now
 
 	if l.streaming {
@@ -446,6 +449,8 @@ type engine struct {
 	// across all transfers: Concurrency of them.
 	rangeStreams chan struct{}
 
+	fold folds // how the destination compares names; see refuseFolded
+
 	mu  stdsync.Mutex
 	sum *Summary
 }
@@ -546,6 +551,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 			refused[a] = fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key))
 		}
 	}
+	e.refuseFolded(arts, owner, refused)
 	for _, a := range arts {
 		if a.Key == "" {
 			continue
@@ -563,7 +569,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 						return nil, err
 					}
 				}
-				if size, ok := present[a.Key]; ok && size == ent.Size {
+				if size, ok := e.presentSize(present, a.Key); ok && size == ent.Size {
 					problem := e.recheck(ctx, ent)
 					if problem == "" {
 						e.mu.Lock()

@@ -62,6 +62,7 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 	}
 	// A pull writing the destination now would show as false problems
 	// (files it has written but not yet recorded, files still to come).
+	var how sink.NameFolding // found out only where verify may write
 	if locker, ok := dest.(sink.Locker); ok {
 		lease, err := locker.Lock(ctx, sink.DefaultLockName, holder("verify"), 2*time.Minute)
 		var locked *sink.LockedError
@@ -84,6 +85,7 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 				defer cancel()
 				_ = lease.Release(rctx)
 			}()
+			how = nameFolding(ctx, dest, opts.Log)
 		}
 	}
 	known := make(map[string]bool, m.Len())
@@ -91,7 +93,7 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		known[ent.Key] = true
+		known[how.Key(ent.Key)] = true
 		res.Artifacts++
 		problem, err := check(ctx, dest, ent, opts.Download)
 		if err != nil {
@@ -114,7 +116,7 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 		if err != nil {
 			return res, err
 		}
-		if known[info.Key] || info.Key == StateDir || strings.HasPrefix(info.Key, StateDir+"/") {
+		if known[how.Key(info.Key)] || info.Key == StateDir || strings.HasPrefix(info.Key, StateDir+"/") {
 			continue
 		}
 		res.Unexpected = append(res.Unexpected, info.Key)

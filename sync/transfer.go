@@ -266,10 +266,8 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	switch {
 	case off >= 0 && resp.StatusCode == http.StatusPartialContent:
 		a.resumed = true
-		cr, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || cr.first != off || cr.last != part.Total-1 || cr.total != part.Total ||
-			(resp.ContentLength >= 0 && resp.ContentLength != cr.last-cr.first+1) {
-			return e.startOver(ctx, a, fmt.Sprintf("the server answered a resume at byte %d of %d with %q", off, part.Total, resp.Header.Get("Content-Range")))
+		if err := checkResume(resp, off, part.Total-1, part.Total, part.Validator); err != nil {
+			return e.startOver(ctx, a, "the answer to a resume does not continue the kept bytes: "+err.Error())
 		}
 		opts := sink.PutOptions{Size: part.Total, Metadata: metadata(a), Validator: part.Validator}
 		e.log.Debug("resuming", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "bytes", keptBytes(part))

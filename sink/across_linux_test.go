@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,20 +20,38 @@ import (
 	"github.com/artifact-sync/artifact-sync/sink/sinktest"
 )
 
-// mountInside mounts a small tmpfs on folder rel of the destination dir,
-// another file system than dir's own, for the rest of the test. It skips
-// the test unless it may mount (root).
-func mountInside(t *testing.T, dir, rel string) string {
+// mountInside mounts a small file system of kind ("tmpfs", or "ext4" on a
+// loop device) on folder rel of the destination dir, another file system
+// than dir's own, for the rest of the test. It skips the test unless it may
+// mount (root).
+func mountInside(t *testing.T, dir, rel, kind string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs inside the destination")
+		t.Skip("needs root to mount a file system inside the destination")
 	}
 	mnt := filepath.Join(dir, rel)
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=64m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
+	switch kind {
+	case "tmpfs":
+		if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=64m"); err != nil {
+			t.Skipf("cannot mount a tmpfs here: %v", err)
+		}
+	case "ext4":
+		img := filepath.Join(t.TempDir(), "ext4.img")
+		if err := os.WriteFile(img, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, 64<<20); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
+			t.Skipf("cannot make an ext4 image here: %v %s", err, out)
+		}
+		if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount an ext4 image on a loop device here: %v %s", err, out)
+		}
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
@@ -84,14 +103,18 @@ func wantOnly(t *testing.T, dir string, want map[string][]byte) {
 // left beside them. The rename from DEST/.artifact-sync used to fail there
 // with EXDEV, every time.
 func TestLocalPlacesFilesOnAMountInsideTheDestination(t *testing.T) {
-	for _, batched := range []bool{false, true} {
-		name := "fsync per file"
+	for _, tc := range []struct {
+		fs      string
+		batched bool
+	}{{"tmpfs", false}, {"tmpfs", true}, {"ext4", false}, {"ext4", true}} {
+		batched := tc.batched
+		name := tc.fs + ", fsync per file"
 		if batched {
-			name = "batched"
+			name = tc.fs + ", batched"
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			mountInside(t, dir, "mnt")
+			mountInside(t, dir, "mnt", tc.fs)
 			l, err := sink.NewLocal(dir)
 			if err != nil {
 				t.Fatal(err)
@@ -170,7 +193,7 @@ func TestLocalPlacesFilesOnAMountInsideTheDestination(t *testing.T) {
 // the next run once it holds the lock; the artifacts beside it stay.
 func TestLocalRemovesCopiesAKilledRunLeftOnAMount(t *testing.T) {
 	dir := t.TempDir()
-	mountInside(t, dir, "mnt")
+	mountInside(t, dir, "mnt", "tmpfs")
 	l, err := sink.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +231,7 @@ func TestLocalRemovesCopiesAKilledRunLeftOnAMount(t *testing.T) {
 // fails the same way every time.
 func TestLocalStateOverTwoMountsIsPermanent(t *testing.T) {
 	dir := t.TempDir()
-	mountInside(t, dir, ".artifact-sync/partial")
+	mountInside(t, dir, ".artifact-sync/partial", "tmpfs")
 	l, err := sink.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)

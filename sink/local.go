@@ -35,8 +35,9 @@ import (
 // filesystem as the destination), hashing as it goes, then fsyncs it,
 // renames it into place and fsyncs the directory, so a crash leaves either
 // the old object or the new one. A key on another file system (a mount
-// inside DIR) is placed by a copy beside it instead (placeAcross). Directories are created with mode 0o755
-// and files with 0o644, both less the process umask.
+// inside DIR) is placed by a copy beside it instead (placeAcross).
+// Directories are created with mode 0o755 and files with 0o644, both less
+// the process umask.
 //
 // A write that fails or is cancelled keeps the bytes it received in
 // DIR/.artifact-sync/partial/<sha256 of the key>, described beside it

@@ -133,9 +133,9 @@ func missingSpans(have []sink.Span, size int64) []sink.Span {
 // the first are fetched with If-Range on validator, and each answer must
 // carry that validator (checkResume), so a file that changes meanwhile is
 // noticed instead of stitched together, even through a proxy that ignores
-// If-Range. Each chunk is retried
-// on its own, from where it stopped. On failure pending keeps what was
-// written (where the sink can), for the next attempt to resume.
+// If-Range. Each chunk is retried on its own, from where it stopped. On
+// failure pending keeps what was written (where the sink can), for the next
+// attempt to resume.
 func (e *engine) fill(ctx context.Context, a *Artifact, pending sink.Pending, size int64, have []sink.Span, body io.ReadCloser, rd RangeDownloader, validator string) (sink.Info, error) {
 	defer pending.Abort()
 	missing := missingSpans(have, size)

@@ -89,7 +89,10 @@
 //     the lock, from the folders the marks name, and the marks with it.
 //
 // Any other EXDEV (the tool's own folders split over mounts) is permanent:
-// retrying cannot fix it.
+// retrying cannot fix it. TestLocalPlacesFilesOnAMountInsideTheDestination
+// (tmpfs and ext4 on a loop device), TestLocalRemovesCopiesAKilledRunLeftOnAMount
+// and TestLocalStateOverTwoMountsIsPermanent check these steps, and the
+// root package's TestMountInsideTheDestination a killed run of the binary.
 //
 // # Batched durability (Local, Batcher)
 //

@@ -454,7 +454,7 @@ func (a *app) pullCmd() *cobra.Command {
 	f.BoolVar(&a.force, "force", false, "transfer again even what the manifest records as done")
 	f.BoolVar(&a.rehash, "verify", false, "re-hash what the manifest records at DEST and fetch again what does not match")
 	f.IntVar(&a.retries, "retries", ccsync.DefaultRetries, "attempts in a row that keep nothing new before an artifact counts as failed")
-	f.StringVar(&a.maxSize, "max-artifact-size", "64G", "fail, without a transfer, an artifact whose download declares more bytes (K, M, G: binary units)")
+	f.StringVar(&a.maxSize, "max-artifact-size", "64G", "fail, without a transfer, an artifact whose download declares more bytes, or sends more without declaring a length (K, M, G: binary units)")
 	f.StringVar(&a.s3Lock, "s3-lock", "lease", "how a run keeps others off an S3 destination: lease (a lock object guarded by conditional writes) or none (no lock, for servers that do not enforce conditional writes; at your own risk)")
 	f.IntVar(&a.streams, "multi-thread-streams", ccsync.DefaultMultiThreadStreams, "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.StringVar(&a.cutoff, "multi-thread-cutoff", "64M", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")

@@ -11,7 +11,9 @@
 // complete new one, never a prefix, whether the write succeeds, fails, is
 // cancelled or the process dies. The local sink writes a temporary file
 // under DEST/.artifact-sync/tmp (same filesystem), fsyncs it, renames it
-// into place and fsyncs the directory; S3 makes an object visible only when
+// into place and fsyncs the directory (into a folder that is another file
+// system, a mount inside DEST, it copies the file beside its key first; see
+// below); S3 makes an object visible only when
 // a PutObject or CompleteMultipartUpload succeeds, and then checks it with
 // a HEAD (size and server checksum) before the Put counts as done.
 //
@@ -63,6 +65,34 @@
 //     and the manifest records the object only after that rename and an
 //     fsync of its folder; or, batched (below), the manifest records it
 //     only after a Sync that began after the rename.
+//
+// A key whose folder is another file system than DEST/.artifact-sync (a
+// disk or tmpfs mounted inside DEST) cannot be renamed into: rename(2)
+// fails with EXDEV, every time. Such a file is still written, kept and
+// resumed under DEST/.artifact-sync as above; only its placing differs
+// (placeAcross):
+//
+//   - the folder is first named in a mark in DEST/.artifact-sync/across/,
+//     fsynced with its folder, so no copy exists that the mark does not
+//     lead to;
+//   - the complete file is copied into a temporary file beside the key
+//     (".artifact-sync-tmp-" and 26 random characters), which is fsynced,
+//     renamed over the key and its folder fsynced; the folders above it are
+//     fsynced once per run. This happens before the Put returns, never in
+//     a batch: Sync flushes DEST's own file system, not this one. So the
+//     manifest records the object only once its bytes and name are on the
+//     disk that holds it, and the key shows the old object or the new one;
+//   - only then are the kept file and its description removed; a crash
+//     before that leaves them, and the next attempt places the object
+//     again from them without fetching anything;
+//   - a copy a crash left beside a key is removed by the next holder of
+//     the lock, from the folders the marks name, and the marks with it.
+//
+// Any other EXDEV (the tool's own folders split over mounts) is permanent:
+// retrying cannot fix it. TestLocalPlacesFilesOnAMountInsideTheDestination
+// (tmpfs and ext4 on a loop device), TestLocalRemovesCopiesAKilledRunLeftOnAMount
+// and TestLocalStateOverTwoMountsIsPermanent check these steps, and the
+// root package's TestMountInsideTheDestination a killed run of the binary.
 //
 // # Batched durability (Local, Batcher)
 //

@@ -34,8 +34,10 @@ import (
 // Put streams into a temporary file in DIR/.artifact-sync/tmp (the same
 // filesystem as the destination), hashing as it goes, then fsyncs it,
 // renames it into place and fsyncs the directory, so a crash leaves either
-// the old object or the new one. Directories are created with mode 0o755
-// and files with 0o644, both less the process umask.
+// the old object or the new one. A key on another file system (a mount
+// inside DIR) is placed by a copy beside it instead (placeAcross).
+// Directories are created with mode 0o755 and files with 0o644, both less
+// the process umask.
 //
 // A write that fails or is cancelled keeps the bytes it received in
 // DIR/.artifact-sync/partial/<sha256 of the key>, described beside it
@@ -68,6 +70,8 @@ type Local struct {
 	// transfers of a run that has none (almost every run) skip the
 	// syscalls of looking for and removing them.
 	partials atomic.Int32 // partialsUnknown, partialsNone or partialsSome
+
+	across acrossState // placeAcross: folders on other file systems
 }
 
 const (
@@ -367,6 +371,9 @@ func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 		return nil, err
 	}
 	if err := l.root.Rename(native(k.path), native(k.key)); err != nil {
+		if crossDevice(err) { // a mount inside the destination
+			return l.placeAcross(ctx, k, dir, fi)
+		}
 		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
 			return nil, l.conflict(k.key, "is a folder, so the file cannot take its place")
 		}
@@ -660,6 +667,7 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 	}
 	lease, err := lockFile(f, l.path(rel), name, holder)
 	if err == nil && name == DefaultLockName {
+		l.removeStaleAcross()
 		l.removeStaleTemps()
 		l.cleanPartials()
 	}

@@ -9,11 +9,15 @@ import (
 	"syscall"
 )
 
-// permanentOSError reports filesystem errors that retrying cannot fix.
+// permanentOSError reports filesystem errors that retrying cannot fix. A
+// rename across file systems (EXDEV) fails the same way every time; the one
+// that places a file is copied instead (placeAcross), so this one is of the
+// tool's own folders, split over mounts.
 func permanentOSError(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
 		errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) ||
-		errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR)
+		errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) ||
+		errors.Is(err, syscall.EXDEV)
 }
 
 // tryLock takes an exclusive flock on f without waiting; held reports

@@ -235,6 +235,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		// Multipart objects have composite checksums a GET cannot check;
 		// that is expected, not worth a warning on stderr.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.APIOptions = append(o.APIOptions, addBoundAnswers)
 	})
 	endpoint := aws.ToString(client.Options().BaseEndpoint)
 	if endpoint == "" {
@@ -353,6 +354,9 @@ func (s *S3) classify(op, key string, err error) error {
 			msg = http.StatusText(status(err))
 		}
 		return &s3Error{msg: fmt.Sprintf("%s %s at %s: %s: %s", op, what, s.endpoint, code, oneLine(msg)), errs: []error{err}}
+	}
+	if big := (*answerTooLargeError)(nil); errors.As(err, &big) {
+		return &PermanentError{Err: &s3Error{msg: fmt.Sprintf("%s %s at %s: %v", op, what, s.endpoint, big), errs: []error{err}}}
 	}
 	var rse *smithyhttp.RequestSendError
 	var ne net.Error

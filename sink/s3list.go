@@ -63,7 +63,8 @@ func (s *S3) listPage(ctx context.Context, in *s3.ListObjectsV2Input) (listPage,
 type fastListKey struct{}
 
 // fastListDecoder sits between the SDK's ListObjectsV2 deserializer and the
-// transport. It reads a successful response's body; a body that
+// transport. It reads a successful response's body (held to maxS3Answer
+// by boundAnswers, beneath it); a body that
 // parseListObjectsV2 reads goes up as the result metadata's page, and the
 // SDK is handed an empty body (which it decodes as an empty page). Any
 // other body is handed back to the SDK untouched.
@@ -83,7 +84,7 @@ func (fastListDecoder) HandleDeserialize(ctx context.Context, in middleware.Dese
 		return out, md, nil
 	}
 	var buf bytes.Buffer
-	if resp.ContentLength > 0 && resp.ContentLength < 64<<20 {
+	if resp.ContentLength > 0 && resp.ContentLength <= maxS3Answer {
 		buf.Grow(int(resp.ContentLength))
 	}
 	_, err = buf.ReadFrom(resp.Body)

@@ -78,7 +78,8 @@ type PullOptions struct {
 	// attempts in a row that keep nothing more.
 	MaxStall time.Duration
 	// MaxArtifactSize fails, without a transfer, an artifact whose download
-	// declares more bytes (DefaultMaxArtifactSize if 0).
+	// declares more bytes, and one that declares no length once more bytes
+	// arrive (DefaultMaxArtifactSize if 0).
 	MaxArtifactSize int64
 
 	// Open opens the destination for a Pull given none: it is called once

@@ -35,6 +35,11 @@ func (e *engine) multiStream(a *Artifact, resp *http.Response) (sink.RangeWriter
 	if e.opts.MultiThreadStreams < 2 || a.noRanges || resp.StatusCode != http.StatusOK || resp.ContentLength < e.opts.MultiThreadCutoff {
 		return nil, nil, false
 	}
+	if sourceValidator(resp) == "" {
+		// Nothing would prove the ranges to be of this version (see
+		// checkResume).
+		return nil, nil, false
+	}
 	if resp.Header.Get("Accept-Ranges") != "bytes" {
 		return nil, nil, false
 	}
@@ -66,9 +71,11 @@ func (e *engine) rangeResume(a *Artifact, total int64) (sink.RangeResumer, Range
 	return rr, rd, true
 }
 
-// errRangesRefused says a range request was answered with something else:
-// the server ignores ranges after all, or the file changed (If-Range). The
-// artifact is then fetched again over one connection.
+// errRangesRefused says a range request was answered with something else
+// (see checkResume): the server ignores ranges after all, or the file
+// changed (a 200 to If-Range, or a 206 of another version from a server
+// that ignores If-Range). The kept bytes are dropped and the artifact is
+// fetched again over one connection.
 var errRangesRefused = errors.New("range request refused")
 
 // part is one range of a multi-stream download.
@@ -123,10 +130,12 @@ func missingSpans(have []sink.Span, size int64) []sink.Span {
 // streams take in order, each the next one not yet taken, so the file fills
 // from the front (the sink hashes and flushes its written prefix as it
 // grows) and a slow connection delays only its own chunk. Chunks other than
-// the first are fetched with If-Range on validator, so a file that changes
-// meanwhile is noticed instead of stitched together. Each chunk is retried
-// on its own, from where it stopped. On failure pending keeps what was
-// written (where the sink can), for the next attempt to resume.
+// the first are fetched with If-Range on validator, and each answer must
+// carry that validator (checkResume), so a file that changes meanwhile is
+// noticed instead of stitched together, even through a proxy that ignores
+// If-Range. Each chunk is retried on its own, from where it stopped. On
+// failure pending keeps what was written (where the sink can), for the next
+// attempt to resume.
 func (e *engine) fill(ctx context.Context, a *Artifact, pending sink.Pending, size int64, have []sink.Span, body io.ReadCloser, rd RangeDownloader, validator string) (sink.Info, error) {
 	defer pending.Abort()
 	missing := missingSpans(have, size)
@@ -326,12 +335,9 @@ func (e *engine) fetchPartOnce(ctx context.Context, a *Artifact, p *part, body i
 		if err != nil {
 			return downloadError(err)
 		}
-		cr, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if resp.StatusCode != http.StatusPartialContent || !ok || cr.first != from || cr.last != p.last || cr.total != size ||
-			(resp.ContentLength >= 0 && resp.ContentLength != cr.last-cr.first+1) {
+		if err := checkResume(resp, from, p.last, size, validator); err != nil {
 			resp.Body.Close()
-			return &sourceError{fmt.Errorf("%w: asked for bytes %d-%d of %d, got %d %q",
-				errRangesRefused, from, p.last, size, resp.StatusCode, resp.Header.Get("Content-Range"))}
+			return &sourceError{fmt.Errorf("%w: %v", errRangesRefused, err)}
 		}
 		body = resp.Body
 	}

@@ -266,10 +266,8 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	switch {
 	case off >= 0 && resp.StatusCode == http.StatusPartialContent:
 		a.resumed = true
-		cr, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || cr.first != off || cr.last != part.Total-1 || cr.total != part.Total ||
-			(resp.ContentLength >= 0 && resp.ContentLength != cr.last-cr.first+1) {
-			return e.startOver(ctx, a, fmt.Sprintf("the server answered a resume at byte %d of %d with %q", off, part.Total, resp.Header.Get("Content-Range")))
+		if err := checkResume(resp, off, part.Total-1, part.Total, part.Validator); err != nil {
+			return e.startOver(ctx, a, "the answer to a resume does not continue the kept bytes: "+err.Error())
 		}
 		opts := sink.PutOptions{Size: part.Total, Metadata: metadata(a), Validator: part.Validator}
 		e.log.Debug("resuming", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "bytes", keptBytes(part))
@@ -298,6 +296,9 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		if resp.ContentLength > e.opts.MaxArtifactSize {
 			return &fatalArtifact{fmt.Errorf("the download declares %d bytes, more than --max-artifact-size %d", resp.ContentLength, e.opts.MaxArtifactSize)}
 		}
+		if resp.ContentLength < 0 {
+			src.r = &capReader{r: resp.Body, left: e.opts.MaxArtifactSize, limit: e.opts.MaxArtifactSize}
+		}
 		opts := sink.PutOptions{Size: resp.ContentLength, Metadata: metadata(a), Validator: sourceValidator(resp)}
 		if rw, rd, ok := e.multiStream(a, resp); ok {
 			info, err = e.fetchRanges(ctx, a, resp, rw, rd, opts)
@@ -315,6 +316,16 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 			}
 			e.log.Debug("ranges refused; fetching over one connection", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
 			return &sourceError{&cutShort{err.Error() + "; fetching it over one connection"}}
+		}
+		var big *tooLargeError
+		if errors.As(src.err, &big) {
+			// Nothing of it is worth keeping: the next run starts over.
+			if resumer != nil {
+				if err := resumer.DiscardPartial(ctx, a.Key); err != nil {
+					return e.sinkError(err)
+				}
+			}
+			return &fatalArtifact{big}
 		}
 		if src.err != nil {
 			return &sourceError{src.err}

@@ -438,11 +438,7 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 		w.kicked = w.wrote
 	}
 	if err == nil && w.k.due(w.wrote-w.saved) {
-		if err = w.k.checkpoint(w.spans()); err != nil {
-			// Its fsync may have failed: a second one, to keep the
-			// bytes for a resume, would return 0 and prove nothing.
-			err = &FlushError{Dest: w.k.l.dir, Keys: []string{w.k.key}, Err: err}
-		}
+		err = w.k.checkpoint(w.spans())
 		w.saved = w.wrote
 	}
 	return n, err

@@ -102,11 +102,13 @@ func (l *Local) newKept(key string, f *os.File, rel string, opts PutOptions) *ke
 }
 
 // checkpoint makes spans durable and describes them in the partial slot.
+// A failed fsync is a *FlushError: a second one, to keep the bytes for a
+// resume, would return 0 and prove nothing.
 func (k *keptFile) checkpoint(spans []Span) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.f.Sync(); err != nil {
-		return err
+		return &FlushError{Dest: k.l.dir, Keys: []string{k.key}, Err: err}
 	}
 	if !k.inSlot {
 		slot := k.l.partialPath(k.key)

@@ -87,6 +87,7 @@ type localPending struct {
 	spans   []Span     // written ranges, sorted and merged
 	unsaved int64      // bytes written since the last checkpoint
 	stopped bool
+	lost    bool // a checkpoint's fsync failed: nothing of the file is kept
 	h       hash.Hash
 	hashErr error
 	hashed  chan struct{} // closed when hash returns
@@ -110,7 +111,11 @@ func (p *localPending) WriteAt(b []byte, off int64) (int, error) {
 		}
 		p.mu.Unlock()
 		if spans != nil && err == nil {
-			err = p.k.checkpoint(spans)
+			if err = p.k.checkpoint(spans); errors.As(err, new(*FlushError)) {
+				p.mu.Lock()
+				p.lost = true
+				p.mu.Unlock()
+			}
 		}
 	}
 	return n, localErr(err)
@@ -217,8 +222,15 @@ func (p *localPending) Abort() error {
 	p.once.Do(func() {
 		p.stop()
 		p.mu.Lock()
-		spans := slices.Clone(p.spans)
+		spans, lost := slices.Clone(p.spans), p.lost
 		p.mu.Unlock()
+		if lost {
+			// A file whose flush failed may have lost pages that the
+			// kernel now calls clean; a second fsync, to keep it, would
+			// prove nothing (see Local.write).
+			p.k.discard()
+			return
+		}
 		p.k.keep(spans)
 	})
 	return nil

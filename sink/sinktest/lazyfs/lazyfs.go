@@ -232,13 +232,18 @@ func (l *FS) Unmount() error {
 	return nil
 }
 
-// fsyncFile makes the current bytes of the file at path (in the backing
-// folder; rel in the file system) durable, read through h if the file is
-// open (it may have been renamed or removed since), or fails.
-func (l *FS) fsyncFile(ctx context.Context, rel, path string, h fs.FileHandle) syscall.Errno {
-	var ino uint64
+// fsyncFile makes the current bytes of file ino durable, or fails. They
+// are read from path in the backing folder (rel in the file system) while
+// that is still the file, else through its open handle h (it was renamed
+// or removed since; a handle opened write-only cannot be read, so the path
+// comes first).
+func (l *FS) fsyncFile(ctx context.Context, ino uint64, rel, path string, h fs.FileHandle) syscall.Errno {
 	var b []byte
-	if r, ok := h.(interface {
+	if at, err := inode(path); err == nil && at == ino {
+		if b, err = os.ReadFile(path); err != nil {
+			return fs.ToErrno(err)
+		}
+	} else if r, ok := h.(interface {
 		fs.FileGetattrer
 		fs.FileReader
 	}); ok {
@@ -246,7 +251,6 @@ func (l *FS) fsyncFile(ctx context.Context, rel, path string, h fs.FileHandle) s
 		if errno := r.Getattr(ctx, &out); errno != 0 {
 			return errno
 		}
-		ino = out.Ino
 		b = make([]byte, out.Size)
 		for off := 0; off < len(b); {
 			res, errno := r.Read(ctx, b[off:], int64(off))
@@ -263,13 +267,7 @@ func (l *FS) fsyncFile(ctx context.Context, rel, path string, h fs.FileHandle) s
 			off += n
 		}
 	} else {
-		var err error
-		if ino, err = inode(path); err != nil {
-			return fs.ToErrno(err)
-		}
-		if b, err = os.ReadFile(path); err != nil {
-			return fs.ToErrno(err)
-		}
+		return syscall.EIO
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -362,7 +360,7 @@ func (n *node) Fsync(ctx context.Context, h fs.FileHandle, flags uint32) syscall
 	if n.IsDir() {
 		return n.fs.fsyncDir(rel, path)
 	}
-	return n.fs.fsyncFile(ctx, rel, path, h)
+	return n.fs.fsyncFile(ctx, n.StableAttr().Ino, rel, path, h)
 }
 
 // OpendirHandle wraps the loopback's folder handle, whose own Fsyncdir

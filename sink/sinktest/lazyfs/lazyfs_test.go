@@ -154,3 +154,34 @@ func TestFailedFsyncDropsData(t *testing.T) {
 	want(t, filepath.Join(backing, "bad"), "")
 	want(t, filepath.Join(backing, "good"), "kept")
 }
+
+// TestFsyncFollowsTheFile: an fsync makes durable the bytes of the file the
+// descriptor names, wherever it has been renamed to since it was opened,
+// and whether it was opened for writing only.
+func TestFsyncFollowsTheFile(t *testing.T) {
+	l, backing := mount(t)
+	d := l.Dir
+	f, err := os.OpenFile(filepath.Join(d, "tmp"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("renamed before its fsync"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(d, "tmp"), filepath.Join(d, "final")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncDir(t, d); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := l.LosePower(); err != nil {
+		t.Fatal(err)
+	}
+	want(t, filepath.Join(backing, "final"), "renamed before its fsync")
+	want(t, filepath.Join(backing, "tmp"), "<absent>")
+}

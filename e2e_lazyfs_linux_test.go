@@ -136,7 +136,7 @@ func lazyPowerCutTrial(t *testing.T, seed uint64) {
 	what = "after the power cut right after a run that succeeded,"
 	ld.losePower(t)
 	checkRecorded(t, d.to, want, what)
-	if n, first := wrongFiles(d.to, want); n > 0 {
+	if n, first := wrongFiles(d.to, want, true); n > 0 {
 		t.Errorf("%s %d artifacts are not there (e.g. %s), yet the run had exited 0, which says every one is", what, n, first)
 	}
 	crashRerun(t, d, args, want, what)
@@ -206,7 +206,7 @@ func lazyFailingTrial(t *testing.T, seed uint64) {
 	what := fmt.Sprintf("after run 1 on the failing disk (exit %d), a power cut and the disk healed,", res.code)
 	ld.losePower(t)
 	checkRecorded(t, d.to, want, what)
-	if n, first := wrongFiles(d.to, want); res.code == 0 && n > 0 {
+	if n, first := wrongFiles(d.to, want, true); res.code == 0 && n > 0 {
 		t.Errorf("%s %d artifacts are not there (e.g. %s), yet run 1 exited 0, which says every one is", what, n, first)
 	} else {
 		logTorn(t, d.to, want, what)

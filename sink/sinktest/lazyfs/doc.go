@@ -13,10 +13,11 @@
 // dropped: a later fsync of the same file succeeds without making it
 // durable ("fsyncgate").
 //
-// The kernel does not pass syncfs(2) of a FUSE mount on to the server
-// (FUSE_SYNCFS is sent for virtiofs only), so a program that flushes with
-// syncfs sees success while nothing was made durable; tests run such a
-// program in a mode that fsyncs.
+// syncfs(2) of a FUSE mount does not reach the server: the kernel sends
+// FUSE_SYNCFS to virtiofs only (checked on Linux 6.18: a syncfs of the
+// mount sends nothing), so a program that flushes with syncfs sees success
+// while nothing was made durable. Tests run such a program in a mode that
+// fsyncs files and folders.
 //
 // It needs Linux, root (or fusermount) and /dev/fuse.
 package lazyfs

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	stdsync "sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -221,7 +222,7 @@ func (l *FS) Unmount() error {
 		if !errors.Is(err, syscall.EBUSY) {
 			break
 		}
-		syscall.Sync() // no effect on l; lets a killed process's files close
+		time.Sleep(100 * time.Millisecond) // a killed process's files are closing
 	}
 	if err != nil {
 		// A lazy unmount: the mount goes away as soon as it is idle.

@@ -116,13 +116,13 @@ func crashSeeds(t *testing.T, def int, trial func(t *testing.T, seed uint64)) {
 	}
 }
 
-// crashWorld is a small world for a crash trial: a few tens of small
-// artifacts, sometimes one or two over the multi-stream cutoff, from the
+// crashWorld is a small world for a crash trial: small to small+60 small
+// artifacts of 4-192 KiB times scale, sometimes one or two over the multi-stream cutoff, from the
 // generator TestChaos uses, without its faults.
-func crashWorld(seed uint64, r *rand.Rand, scale int64) (*chaosWorld, *chaosTrial) {
+func crashWorld(seed uint64, r *rand.Rand, scale int64, small int) (*chaosWorld, *chaosTrial) {
 	tr := newChaosTrial(seed)
 	tr.r = r
-	tr.small = 20 + r.IntN(60)
+	tr.small = small + r.IntN(60)
 	tr.smallMin, tr.smallMax = scale*(4<<10), scale*(192<<10)
 	tr.large = []int{0, 0, 1, 2}[r.IntN(4)]
 	tr.cutoff = 2 << 20
@@ -453,7 +453,7 @@ func TestPowerCut(t *testing.T) {
 func powerCutTrial(t *testing.T, h *crashHost, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0x706f776572))
 	fs := crashFSes[seed%uint64(len(crashFSes))]
-	cw, tr := crashWorld(seed, r, 1)
+	cw, tr := crashWorld(seed, r, 1, 20)
 	byTime := r.IntN(2) == 0
 	after := time.Duration(10+r.IntN(300)) * time.Millisecond
 	fraction := 0.05 + 0.9*r.Float64()
@@ -553,17 +553,18 @@ func powerCutTrial(t *testing.T, h *crashHost, seed uint64) {
 // the artifacts, verify passes.
 func TestFailingDisk(t *testing.T) {
 	crashNeedRoot(t, "mkfs.ext2", "mkfs.ext4")
-	crashSeeds(t, 4, failingDiskTrial)
+	crashSeeds(t, 8, failingDiskTrial)
 }
 
 func failingDiskTrial(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0x6469736b))
-	cw, tr := crashWorld(seed, r, 2)
+	// Enough files for several flushes after the disk starts failing.
+	cw, tr := crashWorld(seed, r, 2, 60)
 	// Every four seeds cover ext2 and ext4, each with syncfs (the
 	// default) and with fsync.
 	fsName := []string{"ext2", "ext4"}[seed%2]
 	mode := []string{"", "fsync"}[seed/2%2]
-	room := int64(float64(cw.bytes)*(0.1+0.7*r.Float64())) &^ 4095
+	room := int64(float64(cw.bytes)*(0.1+0.4*r.Float64())) &^ 4095
 	conc := []int{0, 4, 16}[r.IntN(3)]
 	t.Logf("seed %d: %s; %d small artifacts of %d-%d KiB, %d large up to %d MiB (%d bytes in all); the disk fails after %d KiB more; -j %d; ARTIFACT_SYNC_BATCH_SYNC=%q",
 		seed, fsName, tr.small, tr.smallMin>>10, tr.smallMax>>10, tr.large, tr.largeMax>>20, cw.bytes, room>>10, conc, mode)

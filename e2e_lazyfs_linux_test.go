@@ -91,7 +91,7 @@ func TestLazyFSPowerCut(t *testing.T) {
 
 func lazyPowerCutTrial(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0x6c617a79))
-	cw, tr := crashWorld(seed, r, 1)
+	cw, tr := crashWorld(seed, r, 1, 20)
 	mode := lazySyncModes[seed%2]
 	byTime := r.IntN(2) == 0
 	after := time.Duration(10+r.IntN(400)) * time.Millisecond
@@ -166,7 +166,7 @@ func TestLazyFSFailingFsync(t *testing.T) {
 
 func lazyFailingTrial(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0x6569))
-	cw, tr := crashWorld(seed, r, 1)
+	cw, tr := crashWorld(seed, r, 1, 20)
 	mode := lazySyncModes[seed%2]
 	pct := uint64(5 + r.IntN(36))
 	conc := []int{0, 4, 16}[r.IntN(3)]

@@ -136,8 +136,8 @@ func crashWorld(seed uint64, r *rand.Rand, scale int64, small int) (*chaosWorld,
 
 // loopMount is a file system image attached to a loop device and mounted.
 type loopMount struct {
-	img, dev, dir, fstype string
-	mounted               bool
+	dev, dir string
+	mounted  bool
 }
 
 // command runs name with args and fails t with its output if it fails.
@@ -154,7 +154,7 @@ func command(t *testing.T, name string, args ...string) string {
 // undone when t ends, whatever happened.
 func attach(t *testing.T, img, fstype, dir, opts string) *loopMount {
 	t.Helper()
-	m := &loopMount{img: img, fstype: fstype, dir: dir}
+	m := &loopMount{dir: dir}
 	m.dev = command(t, "losetup", "--find", "--show", img)
 	t.Cleanup(func() {
 		m.unmount(t)

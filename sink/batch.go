@@ -178,7 +178,14 @@ func (l *Local) Sync(ctx context.Context) error {
 		for _, f := range b.files {
 			f.Close()
 		}
-		b.keys, b.files, b.dirs = nil, nil, map[string]bool{}
+		b.keys, b.files = nil, nil
+		// The folders stay to be flushed by the next Sync, those this
+		// one took and those placed meanwhile: files that go into them
+		// later are recorded once their folders are durable, and they
+		// are known to ensureDir, which will not place them again.
+		for d := range dirs {
+			b.dirs[d] = true
+		}
 		b.failed++
 		b.synced = b.placed
 		return &FlushError{Dest: l.dir, Keys: keys, Err: err}

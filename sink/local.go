@@ -221,17 +221,6 @@ func (l *Local) ensureDir(rel string) error {
 		if err := l.root.Mkdir(native(rel), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return localErr(err)
 		}
-		// The tool's own folders are made durable at once: checkpoints
-		// rely on them, outside any batch.
-		batched := false
-		if !isReserved(rel) {
-			batched, _ = l.unsynced(nil, "", parent)
-		}
-		if !batched {
-			if err := l.syncDir(parent); err != nil {
-				return localErr(err)
-			}
-		}
 		fi, err = l.root.Lstat(native(rel))
 	}
 	switch {
@@ -241,6 +230,21 @@ func (l *Local) ensureDir(rel string) error {
 		return l.conflict(rel, "is a symbolic link; artifact-sync never follows links inside the destination: remove it")
 	case !fi.IsDir():
 		return l.conflict(rel, "is a file where a folder is needed")
+	}
+	// The folder's name is made durable in its parent whether this run
+	// made it or found it: an earlier attempt or run whose fsync of the
+	// parent failed leaves a folder that exists but that a power cut
+	// can still take, with everything recorded inside it. The tool's own
+	// folders are made durable at once: checkpoints rely on them,
+	// outside any batch.
+	batched := false
+	if !isReserved(rel) {
+		batched, _ = l.unsynced(nil, "", parent)
+	}
+	if !batched {
+		if err := l.syncDir(parent); err != nil {
+			return localErr(err)
+		}
 	}
 	l.mu.Lock()
 	l.dirs[rel] = true

@@ -34,7 +34,7 @@ type FS struct {
 	// fail, if set, says which fsyncs fail (by path in the file system);
 	// dropped are the files whose fsync failed: their data is lost.
 	fail    func(path string) bool
-	dropped map[uint64]bool
+	dropped map[fileID]bool
 	// off: the power is cut; nothing more becomes durable.
 	off   bool
 	stats Stats
@@ -60,7 +60,7 @@ func Mount(backing, dir string) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &FS{Dir: dir, backing: backing, dropped: map[uint64]bool{}}
+	l := &FS{Dir: dir, backing: backing, dropped: map[fileID]bool{}}
 	if err := l.Sync(); err != nil {
 		return nil, err
 	}
@@ -145,11 +145,11 @@ func (l *FS) Sync() error {
 		return err
 	}
 	// A file whose data was dropped keeps what was durable before.
-	for ino := range l.dropped {
-		if old, ok := l.data[ino]; ok {
-			data[ino] = old
+	for id := range l.dropped {
+		if old, ok := l.data[id.ino]; ok {
+			data[id.ino] = old
 		} else {
-			delete(data, ino)
+			delete(data, id.ino)
 		}
 	}
 	l.root, l.data, l.names = root, data, names
@@ -238,7 +238,8 @@ func (l *FS) Unmount() error {
 // that is still the file, else through its open handle h (it was renamed
 // or removed since; a handle opened write-only cannot be read, so the path
 // comes first).
-func (l *FS) fsyncFile(ctx context.Context, ino uint64, rel, path string, h fs.FileHandle) syscall.Errno {
+func (l *FS) fsyncFile(ctx context.Context, id fileID, rel, path string, h fs.FileHandle) syscall.Errno {
+	ino := id.ino
 	var b []byte
 	if at, err := inode(path); err == nil && at == ino {
 		if b, err = os.ReadFile(path); err != nil {
@@ -277,9 +278,9 @@ func (l *FS) fsyncFile(ctx context.Context, ino uint64, rel, path string, h fs.F
 		return syscall.EIO
 	case l.fail != nil && l.fail(rel):
 		l.stats.Failed++
-		l.dropped[ino] = true
+		l.dropped[id] = true
 		return syscall.EIO
-	case l.dropped[ino]:
+	case l.dropped[id]:
 		l.stats.Dropped++
 		return 0
 	}
@@ -330,6 +331,11 @@ func (l *FS) fsyncDir(rel, path string) syscall.Errno {
 	return 0
 }
 
+// fileID tells a file apart from one that later takes its inode number
+// (go-fuse's generation comes from the birth time), as the kernel's
+// write-back error state belongs to the inode, not to its number.
+type fileID struct{ ino, gen uint64 }
+
 func inode(path string) (uint64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Lstat(path, &st); err != nil {
@@ -361,7 +367,8 @@ func (n *node) Fsync(ctx context.Context, h fs.FileHandle, flags uint32) syscall
 	if n.IsDir() {
 		return n.fs.fsyncDir(rel, path)
 	}
-	return n.fs.fsyncFile(ctx, n.StableAttr().Ino, rel, path, h)
+	attr := n.StableAttr()
+	return n.fs.fsyncFile(ctx, fileID{attr.Ino, attr.Gen}, rel, path, h)
 }
 
 // OpendirHandle wraps the loopback's folder handle, whose own Fsyncdir

@@ -165,8 +165,8 @@ func (d *disk) flushFailed(fe *sink.FlushError) {
 }
 
 // record records the transfer of a, of size bytes, with rec (the
-// manifest's Record) unless a failed flush covered its key: then a fails
-// with a disk error.
+// manifest's Record) unless a failed flush covered its key since it was
+// last taken to be written again: then a fails with a disk error.
 func (d *disk) record(a *Artifact, size int64, rec func() error) error {
 	if d == nil {
 		return rec()

@@ -730,7 +730,11 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	if err == nil && sum.DiskErrors > 0 {
 		// Everything was written again, but the disk is failing: exit 1
 		// so that whoever runs this hears of it.
-		err = failedError{fmt.Sprintf("the disk at %s failed to flush %d times; the %d artifacts it covered were written again and recorded; check the disk (dmesg, free space)", sum.Destination, sum.DiskErrors, sum.WrittenAgain)}
+		msg := fmt.Sprintf("the disk at %s failed to flush (%d times)", sum.Destination, sum.DiskErrors)
+		if sum.WrittenAgain > 0 {
+			msg += fmt.Sprintf("; the %d artifacts it covered were written again and recorded", sum.WrittenAgain)
+		}
+		err = failedError{msg + "; check the disk (dmesg, free space)"}
 	}
 	// A run that stopped before it began (a lock held, a token rejected,
 	// a layout refused) has nothing to sum up but the error; an

@@ -360,11 +360,13 @@ func (e *engine) recheck(ctx context.Context, ent manifest.Entry) string {
 // flush after a failed one proves nothing of the data it covered: it is
 // fetched and written again, as PostgreSQL replays its WAL). The records
 // waiting are flushed first, so that a failure of that flush is known and
-// its artifacts are in the pass too. A run that was stopped or cancelled
+// its artifacts are in the pass too. A destination that does not batch
+// takes part as well: a failed fsync of one Put loses that file alike. A
+// run that was stopped or cancelled
 // writes nothing again. Each artifact of the pass ends transferred or
 // failed, once in the summary.
 func (e *engine) writeAgain(ctx context.Context) error {
-	if e.disk == nil || e.disk.batch == nil || ctx.Err() != nil {
+	if e.disk == nil || ctx.Err() != nil {
 		return nil
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -126,7 +126,7 @@ func merge(a, b map[string]recordedAtKey) map[string]recordedAtKey {
 func (d *disk) flushFailed(fe *sink.FlushError) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.e.log.Warn("the disk failed to flush; what it covered is not recorded, and is written again once the other transfers are done", "destination", d.e.dest.String(), "files", len(fe.Keys), "error", fe.Err)
+	d.e.log.Warn("the disk failed to flush; what it covered is not recorded", "destination", d.e.dest.String(), "files", len(fe.Keys), "error", fe.Err)
 	d.e.mu.Lock()
 	d.e.sum.DiskErrors++
 	d.e.mu.Unlock()

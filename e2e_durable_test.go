@@ -71,6 +71,9 @@ func TestPullVerifyRepairsAZeroedFile(t *testing.T) {
 
 type pullCounts struct {
 	Artifacts, Transferred, Skipped, Failed int
+	DiskErrors                              int    `json:"disk_errors"`
+	WrittenAgain                            int    `json:"written_again"`
+	Error                                   string `json:"error"`
 }
 
 func pullSummaryOf(t *testing.T, r e2eResult) pullCounts {

@@ -727,6 +727,15 @@ func (a *app) pull(cmd *cobra.Command, args []string) error {
 	if err == nil && sum.Failed > 0 {
 		err = failedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", sum.Failed, sum.Artifacts)}
 	}
+	if err == nil && sum.DiskErrors > 0 {
+		// Everything was written again, but the disk is failing: exit 1
+		// so that whoever runs this hears of it.
+		msg := fmt.Sprintf("the disk at %s failed to flush (%d times)", sum.Destination, sum.DiskErrors)
+		if sum.WrittenAgain > 0 {
+			msg += fmt.Sprintf("; the %d artifacts it covered were written again and recorded", sum.WrittenAgain)
+		}
+		err = failedError{msg + "; check the disk (dmesg, free space)"}
+	}
 	// A run that stopped before it began (a lock held, a token rejected,
 	// a layout refused) has nothing to sum up but the error; an
 	// interrupted one says what is left even if nothing finished; scripts
@@ -835,6 +844,9 @@ func (a *app) report(ctx context.Context, sum *ccsync.Summary, err error) {
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
 	if ps.NotStarted > 0 {
 		line += fmt.Sprintf(", %d not started", ps.NotStarted)
+	}
+	if sum.DiskErrors > 0 {
+		line += fmt.Sprintf(", %d written again after the disk failed to flush", sum.WrittenAgain)
 	}
 	fmt.Fprintln(a.stdout, line)
 	for _, f := range sum.Failures {

@@ -148,7 +148,14 @@
 //     since the last Sync that succeeded, including those placed while it
 //     ran, and drops them from the batch: no later Sync covers them
 //     (TestFailedSyncNamesWhatItCoveredOnce). The caller must not record
-//     them; it fails them, and the next run fetches them again.
+//     them; it writes them again, from their source, and records them
+//     once a later Sync covering that new write succeeds (in syncfs mode
+//     that Sync goes through the same kept descriptor, whose errseq has
+//     moved past the error it reported, so a new failure is reported
+//     anew; in fsync mode the new file's own descriptor sees it); what
+//     fails again is failed, and the next run fetches it again
+//     (TestFailedFlushIsWrittenAgain, TestFlushFailingAgainFailsOnce in
+//     package sync).
 //   - a file whose data was written before a failure but placed after it
 //     is not among those keys; so once a Sync has failed, every file is
 //     also fsynced through its own descriptor, open since before its data

@@ -10,6 +10,8 @@ import (
 	stdsync "sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/artifact-sync/artifact-sync/manifest"
 	"github.com/artifact-sync/artifact-sync/sink"
 )
@@ -30,11 +32,18 @@ const suspectName = "suspect.json"
 // since the last flush that succeeded. The manifest drops the entries the
 // failed write took (manifest.Options.Durable); disk drops the others, the
 // entries recorded since that write took its own, and refuses to record any
-// of those keys later. Each such artifact fails with a disk error (exit 1),
-// and the next run, finding it unrecorded, fetches it again. The keys are
-// also written to suspectName in the manifest's store, so that the next run
-// re-hashes what the manifest still records at them (a removal that the
-// failing disk did not keep) and fetches again what does not match.
+// of those keys later. Each such artifact fails with a disk error, for now:
+// once the other transfers are done (see engine.writeAgain), unless the run
+// was stopped, it is fetched and written once more, and recorded if the
+// flush that covers that write succeeds. Those flushes see a new error of
+// the disk, as the sink keeps one descriptor open for the run. What fails
+// again stays failed (exit 1), and the next run, finding it unrecorded,
+// fetches it again. A run that saw a flush fail exits 1 even if it wrote
+// everything again: the disk is failing, and the user should hear of it.
+// The keys are also written to suspectName in the manifest's store, so that
+// the next run re-hashes what the manifest records at them (a removal that
+// the failing disk did not keep, or a record written again) and fetches
+// again what does not match.
 type disk struct {
 	e     *engine
 	batch sink.Batcher // nil: the destination does not batch
@@ -48,6 +57,13 @@ type disk struct {
 	failures int                      // flushes failed in a row
 	stopErr  error                    // why the run was stopped
 	warned   bool                     // said that the suspect file could not be written
+
+	// again holds the artifacts that failed because a failed flush
+	// covered their key, to be written again once. retried holds the keys
+	// taken for that: true while the write again may be recorded, false
+	// once a failed flush covered it too.
+	again   map[string]*Artifact
+	retried map[string]bool
 
 	// What the suspect file named when the run began, and those of its
 	// keys this run found intact or wrote again durably.
@@ -64,8 +80,15 @@ type recordedAtKey struct {
 // lostError is the failure of an artifact whose data the failed flush fe
 // may have lost.
 func (d *disk) lostError(fe *sink.FlushError) error {
-	return fmt.Errorf("the disk at %s failed to flush it (%v); it is not recorded, and the next run fetches it again", d.e.dest, fe.Err)
+	return &notDurable{fmt.Errorf("the disk at %s failed to flush it (%v); it is not recorded, and the next run fetches it again", d.e.dest, fe.Err)}
 }
+
+// notDurable marks the failure of an artifact whose key a failed flush
+// covered: one the run writes again (see disk.lose).
+type notDurable struct{ err error }
+
+func (n *notDurable) Error() string { return n.err.Error() }
+func (n *notDurable) Unwrap() error { return n.err }
 
 // durable is manifest.Options.Durable for a batching destination.
 func (d *disk) durable(ctx context.Context) error {
@@ -104,8 +127,15 @@ func (d *disk) flushFailed(fe *sink.FlushError) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.e.log.Warn("the disk failed to flush; what it covered is not recorded", "destination", d.e.dest.String(), "files", len(fe.Keys), "error", fe.Err)
+	d.e.mu.Lock()
+	d.e.sum.DiskErrors++
+	d.e.mu.Unlock()
 	for _, key := range fe.Keys {
 		d.lost[key] = true
+		again, retried := d.retried[key]
+		if retried {
+			d.retried[key] = false // lost twice: it stays failed
+		}
 		for _, m := range []map[string]recordedAtKey{d.older, d.newer} {
 			r, ok := m[key]
 			if !ok {
@@ -116,8 +146,14 @@ func (d *disk) flushFailed(fe *sink.FlushError) {
 			d.e.mu.Lock()
 			d.e.sum.Transferred--
 			d.e.sum.Bytes -= r.size
+			if again {
+				d.e.sum.WrittenAgain--
+			}
 			d.e.mu.Unlock()
 			d.e.fail(r.a, d.lostError(fe))
+			if !retried {
+				d.again[key] = r.a
+			}
 		}
 	}
 	d.writeSuspects(context.Background())
@@ -129,19 +165,24 @@ func (d *disk) flushFailed(fe *sink.FlushError) {
 }
 
 // record records the transfer of a, of size bytes, with rec (the
-// manifest's Record) unless a failed flush covered its key: then a fails
-// with a disk error.
+// manifest's Record) unless a failed flush covered its key since it was
+// last taken to be written again: then a fails with a disk error.
 func (d *disk) record(a *Artifact, size int64, rec func() error) error {
 	if d == nil {
 		return rec()
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.lost[a.Key] {
-		return &fatalArtifact{fmt.Errorf("the disk at %s failed to flush it; it is not recorded, and the next run fetches it again", d.e.dest)}
+	if d.lost[a.Key] && !d.retried[a.Key] {
+		return &fatalArtifact{&notDurable{fmt.Errorf("the disk at %s failed to flush it; it is not recorded, and the next run fetches it again", d.e.dest)}}
 	}
 	if err := rec(); err != nil {
 		return err
+	}
+	if d.retried[a.Key] {
+		d.e.mu.Lock()
+		d.e.sum.WrittenAgain++
+		d.e.mu.Unlock()
 	}
 	if d.batch != nil {
 		d.newer[a.Key] = recordedAtKey{a, size}
@@ -159,6 +200,34 @@ func (d *disk) record(a *Artifact, size int64, rec func() error) error {
 func (d *disk) putFailed(fe *sink.FlushError) error {
 	d.flushFailed(fe)
 	return &fatalArtifact{d.lostError(fe)}
+}
+
+// lose notes that a failed because a failed flush covered its key: unless
+// it was written again already, it is written again once.
+func (d *disk) lose(a *Artifact) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.retried[a.Key]; !ok {
+		d.again[a.Key] = a
+	}
+}
+
+// takeAgain returns the artifacts to write again, each once in the run, and
+// allows their records; none once the run was stopped.
+func (d *disk) takeAgain() []*Artifact {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopErr != nil {
+		return nil
+	}
+	arts := make([]*Artifact, 0, len(d.again))
+	for key, a := range d.again {
+		d.retried[key] = true
+		arts = append(arts, a)
+	}
+	clear(d.again)
+	sortPtrs(arts)
+	return arts
 }
 
 // suspect reports whether the suspect file names key.
@@ -284,4 +353,68 @@ func (e *engine) recheck(ctx context.Context, ent manifest.Entry) string {
 		e.disk.intact(ent.Key)
 	}
 	return problem
+}
+
+// writeAgain transfers once more, after the other transfers of the run,
+// the artifacts that failed because a failed flush covered their key (a
+// flush after a failed one proves nothing of the data it covered: it is
+// fetched and written again, as PostgreSQL replays its WAL). The records
+// waiting are flushed first, so that a failure of that flush is known and
+// its artifacts are in the pass too. A destination that does not batch
+// takes part as well: a failed fsync of one Put loses that file alike. A
+// run that was stopped or cancelled
+// writes nothing again. Each artifact of the pass ends transferred or
+// failed, once in the summary.
+func (e *engine) writeAgain(ctx context.Context) error {
+	if e.disk == nil || ctx.Err() != nil {
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	_ = e.man.Flush(fctx) // a failure stays pending for Close, or is a failed flush taken in
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	arts := e.disk.takeAgain()
+	if len(arts) == 0 {
+		return nil
+	}
+	e.log.Warn("writing again what the failed flush covered", "destination", e.dest.String(), "files", len(arts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.Concurrency)
+	for _, a := range arts {
+		lost := e.unfail(a)
+		g.Go(func() error {
+			err := e.transfer(gctx, a)
+			var f *fatal
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &f):
+				e.fail(a, errors.New(lost))
+				return f.err
+			case gctx.Err() != nil:
+				e.fail(a, errors.New(lost))
+				return gctx.Err()
+			}
+			e.fail(a, err)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// unfail removes the failure of artifact a from the summary and returns
+// its error.
+func (e *engine) unfail(a *Artifact) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, f := range e.sum.Failures {
+		if f.Path != "" && f.JobNumber == a.JobNumber && f.NodeIndex == a.NodeIndex && f.Path == a.Path {
+			e.sum.Failures = slices.Delete(e.sum.Failures, i, i+1)
+			e.sum.Failed--
+			return f.Error
+		}
+	}
+	return ""
 }

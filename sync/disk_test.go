@@ -1,6 +1,7 @@
 package sync_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,8 +24,11 @@ import (
 // failingFlush is a real batching Local whose flushes fail while fails is
 // above zero, as a disk whose writeback fails (EIO) does: the flush runs,
 // then reports the error for everything placed since the last good one.
+// With again, a flush that covers a key an earlier failed flush covered
+// fails too: a disk that loses what is written again.
 type failingFlush struct {
 	*sink.Local
+	again  bool
 	mu     stdsync.Mutex
 	fails  int
 	placed []string // since the last good flush
@@ -48,8 +52,9 @@ func (f *failingFlush) Sync(ctx context.Context) error {
 	err := f.Local.Sync(ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err == nil && f.fails > 0 {
-		f.fails--
+	lostAgain := f.again && slices.ContainsFunc(f.placed, func(k string) bool { return slices.Contains(f.lost, k) })
+	if err == nil && (f.fails > 0 || lostAgain) {
+		f.fails = max(0, f.fails-1)
 		keys := slices.Clone(f.placed)
 		f.placed = nil
 		f.lost = append(f.lost, keys...)
@@ -61,79 +66,177 @@ func (f *failingFlush) Sync(ctx context.Context) error {
 	return err
 }
 
-// A flush that fails, then one that succeeds: nothing the failed one
-// covered is ever recorded (not by the next journal, not by the final
-// snapshot), each of those artifacts fails with a disk error, and the next
-// run fetches them again, although their files are at their keys with the
-// right size.
-func TestFailedFlushIsNeverRecorded(t *testing.T) {
-	for _, mode := range []string{"syncfs", "fsync"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", mode)
-			f := newFixture(t, circlecitest.Options{})
-			local, dir := localSink(t)
-			dest := &failingFlush{Local: local, fails: 1}
-			opts := pullOpts()
-			opts.Concurrency = 2
-			sum, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(dest.lost) == 0 {
-				t.Skipf("%s: the destination did not batch, so no flush could fail", mode)
-			}
-			if sum.Failed != len(dest.lost) || sum.Transferred+sum.Failed != len(f.arts) {
-				t.Errorf("summary %d transferred, %d failed; want the %d files the failed flush covered failed: %+v", sum.Transferred, sum.Failed, len(dest.lost), sum.Failures)
-			}
-			for _, fl := range sum.Failures {
-				if !strings.Contains(fl.Error, "failed to flush") || !strings.Contains(fl.Error, dir) {
-					t.Errorf("failure %q does not say the disk at %s failed to flush", fl.Error, dir)
-				}
-			}
-			m, err := manifest.Open(t.Context(), &ccsync.SinkStore{Sink: local, Prefix: ccsync.ManifestPrefix}, manifest.Options{Destination: manifest.SelfDestination})
-			if err != nil {
-				t.Fatal(err)
-			}
-			recorded := map[string]bool{}
-			for e := range m.Entries() {
-				recorded[e.Key] = true
-			}
-			for _, k := range dest.lost {
-				if recorded[k] {
-					t.Errorf("%s is recorded, although the flush that covered it failed", k)
-				}
-			}
-			if len(recorded) != sum.Transferred {
-				t.Errorf("the manifest records %d artifacts, the run says %d transferred", len(recorded), sum.Transferred)
-			}
+// lostKeys is every key a failed flush of f covered, once.
+func (f *failingFlush) lostKeys() []string {
+	return slices.Compact(slices.Sorted(slices.Values(f.lost)))
+}
 
-			// The files the failed flush covered are at their keys with
-			// their size (the disk here did not really lose them): being
-			// unrecorded, they are fetched again, never adopted.
-			for _, k := range dest.lost {
-				if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(k))); err != nil {
-					t.Fatalf("lost file %s: %v", k, err)
+// recordedKeys is the keys the manifest at local records.
+func recordedKeys(t *testing.T, local *sink.Local) map[string]bool {
+	t.Helper()
+	m, err := manifest.Open(t.Context(), &ccsync.SinkStore{Sink: local, Prefix: ccsync.ManifestPrefix}, manifest.Options{Destination: manifest.SelfDestination})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]bool{}
+	for e := range m.Entries() {
+		recorded[e.Key] = true
+	}
+	return recorded
+}
+
+// A flush that fails, then ones that succeed: the artifacts the failed
+// one covered are fetched and written again in the same run, recorded once
+// that write is flushed, and byte-exact; the run counts them transferred,
+// not failed, and still says that the disk failed (DiskErrors, which makes
+// pull exit 1). Both the streaming and the planned path do it, and the next
+// run re-hashes them and has nothing to fetch.
+func TestFailedFlushIsWrittenAgain(t *testing.T) {
+	for _, mode := range []string{"syncfs", "fsync"} {
+		// A Disjoint layout streams; one that is not plans first.
+		for path, layout := range map[string]string{"streaming": ccsync.DefaultLayout, "planned": "{job_name}/{node_index}/{path}"} {
+			t.Run(mode+"/"+path, func(t *testing.T) {
+				t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", mode)
+				f := newFixture(t, circlecitest.Options{})
+				local, dir := localSink(t)
+				dest := &failingFlush{Local: local, fails: 1}
+				opts := pullOpts()
+				opts.Concurrency = 2
+				var err error
+				if opts.Layout, err = ccsync.ParseLayout(layout); err != nil {
+					t.Fatal(err)
 				}
-			}
-			before := f.srv.DownloadTotals().Completed
-			again, err := sink.NewLocal(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sum, err = f.pull(t, t.Context(), again, ccsync.Selection{PipelineNumber: 1}, pullOpts())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := f.srv.DownloadTotals().Completed - before; sum.Failed != 0 || sum.Transferred != len(dest.lost) || got != len(dest.lost) {
-				t.Errorf("rerun: %d transferred (%d downloads), %d failed; want the %d lost ones fetched again", sum.Transferred, got, sum.Failed, len(dest.lost))
-			}
-			checkTree(t, dir, f.arts)
-		})
+				sum, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lost := dest.lostKeys()
+				if len(lost) == 0 {
+					t.Skipf("%s: the destination did not batch, so no flush could fail", mode)
+				}
+				var size int64
+				for _, a := range f.arts {
+					size += a.Size()
+				}
+				if sum.Failed != 0 || len(sum.Failures) != 0 || sum.Transferred != len(f.arts) || sum.Bytes != size {
+					t.Errorf("summary %d transferred (%d bytes), %d failed %+v; want all %d (%d bytes) transferred, the %d the failed flush covered written again", sum.Transferred, sum.Bytes, sum.Failed, sum.Failures, len(f.arts), size, len(lost))
+				}
+				if sum.DiskErrors != 1 || sum.WrittenAgain != len(lost) {
+					t.Errorf("summary says %d disk errors, %d written again; want 1 and %d", sum.DiskErrors, sum.WrittenAgain, len(lost))
+				}
+				if got := f.srv.DownloadTotals().Completed; got != len(f.arts)+len(lost) {
+					t.Errorf("%d downloads; want %d, the %d lost ones fetched again once", got, len(f.arts)+len(lost), len(lost))
+				}
+				recorded := recordedKeys(t, local)
+				if len(recorded) != len(f.arts) {
+					t.Errorf("the manifest records %d artifacts, want all %d", len(recorded), len(f.arts))
+				}
+				for _, k := range lost {
+					if !recorded[k] {
+						t.Errorf("%s, written again, is not recorded", k)
+					}
+				}
+				checkFiles(t, dir, opts.Layout, f.arts)
+
+				before := f.srv.DownloadTotals().Completed
+				again, err := sink.NewLocal(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rerun := pullOpts()
+				rerun.Layout = opts.Layout
+				sum, err = f.pull(t, t.Context(), again, ccsync.Selection{PipelineNumber: 1}, rerun)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := f.srv.DownloadTotals().Completed - before; sum.Failed != 0 || sum.Transferred != 0 || got != 0 || sum.DiskErrors != 0 {
+					t.Errorf("rerun: %d transferred (%d downloads), %d failed, %d disk errors; want nothing to do", sum.Transferred, got, sum.Failed, sum.DiskErrors)
+				}
+				if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(ccsync.ManifestPrefix), "suspect.json")); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("suspect.json is still there after the rerun re-hashed what it named: %v", err)
+				}
+			})
+		}
 	}
 }
 
+// checkFiles asserts that dir holds each of arts, byte for byte, at the key
+// layout gives it.
+func checkFiles(t *testing.T, dir string, layout *ccsync.Layout, arts []*circlecitest.Artifact) {
+	t.Helper()
+	for _, a := range arts {
+		key := layout.Expand(&ccsync.Artifact{Job: ccsync.Job{JobNumber: a.Job().Number(), JobName: a.Job().Name()}, NodeIndex: int64(a.Node()), Path: a.Path(), CleanPath: a.Path()})
+		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
+		if err != nil {
+			t.Errorf("%s: %v", key, err)
+			continue
+		}
+		if !bytes.Equal(got, content(t, a)) {
+			t.Errorf("%s: %d bytes, not the artifact's %d", key, len(got), a.Size())
+		}
+	}
+}
+
+// A disk that also fails the flush of what is written again: those
+// artifacts are written again once, never more, fail with a disk error as
+// before, are never recorded, and the next run fetches them again.
+func TestFlushFailingAgainFailsOnce(t *testing.T) {
+	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "syncfs")
+	f := newFixture(t, circlecitest.Options{})
+	local, dir := localSink(t)
+	dest := &failingFlush{Local: local, fails: 1, again: true}
+	opts := pullOpts()
+	opts.Concurrency = 2
+	sum, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := dest.lostKeys()
+	if len(lost) == 0 {
+		t.Skip("the destination did not batch, so no flush could fail")
+	}
+	if sum.Failed != len(lost) || sum.Transferred+sum.Failed != len(f.arts) || len(sum.Failures) != sum.Failed {
+		t.Errorf("summary %d transferred, %d failed; want the %d files the failed flushes covered failed: %+v", sum.Transferred, sum.Failed, len(lost), sum.Failures)
+	}
+	if sum.DiskErrors < 2 || sum.WrittenAgain != 0 {
+		t.Errorf("summary says %d disk errors, %d written again; want 2 or more and 0", sum.DiskErrors, sum.WrittenAgain)
+	}
+	for _, fl := range sum.Failures {
+		if !strings.Contains(fl.Error, "failed to flush") || !strings.Contains(fl.Error, dir) {
+			t.Errorf("failure %q does not say the disk at %s failed to flush", fl.Error, dir)
+		}
+	}
+	if got := f.srv.DownloadTotals().Completed; got != len(f.arts)+len(lost) {
+		t.Errorf("%d downloads; want %d, the %d lost ones fetched again once only", got, len(f.arts)+len(lost), len(lost))
+	}
+	recorded := recordedKeys(t, local)
+	for _, k := range lost {
+		if recorded[k] {
+			t.Errorf("%s is recorded, although the flushes that covered it failed", k)
+		}
+	}
+	if len(recorded) != sum.Transferred {
+		t.Errorf("the manifest records %d artifacts, the run says %d transferred", len(recorded), sum.Transferred)
+	}
+
+	before := f.srv.DownloadTotals().Completed
+	again, err := sink.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err = f.pull(t, t.Context(), again, ccsync.Selection{PipelineNumber: 1}, pullOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.srv.DownloadTotals().Completed - before; sum.Failed != 0 || sum.Transferred != len(lost) || got != len(lost) {
+		t.Errorf("rerun: %d transferred (%d downloads), %d failed; want the %d lost ones fetched again", sum.Transferred, got, sum.Failed, len(lost))
+	}
+	checkTree(t, dir, f.arts)
+}
+
 // A destination whose flushes keep failing stops the run with an error
-// naming it, and every artifact not transferred counts as failed.
+// naming it, every artifact not transferred counts as failed, and none is
+// written again more than once.
 func TestFailingDiskStopsTheRun(t *testing.T) {
 	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "syncfs")
 	w, arts := manyWorld(60)
@@ -150,15 +253,19 @@ func TestFailingDiskStopsTheRun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "failed to flush") || !strings.Contains(err.Error(), dir) || sink.IsPermanent(err) || errors.Is(err, context.Canceled) {
 		t.Fatalf("Pull = %v; want the run stopped with an error naming %s", err, dir)
 	}
-	if sum.Transferred != 0 || sum.Failed != len(arts) {
-		t.Errorf("summary %d transferred, %d failed, want all %d failed", sum.Transferred, sum.Failed, len(arts))
+	if sum.Transferred != 0 || sum.Failed != len(arts) || sum.WrittenAgain != 0 {
+		t.Errorf("summary %d transferred, %d failed, %d written again; want all %d failed", sum.Transferred, sum.Failed, sum.WrittenAgain, len(arts))
+	}
+	if got := srv.DownloadTotals().Completed; got > 2*len(arts) {
+		t.Errorf("%d downloads for %d artifacts: something was written again more than once", got, len(arts))
 	}
 }
 
 // After a run that saw a disk error, the next run re-hashes on its own the
-// files the error covered (named in .artifact-sync/manifest/suspect.json)
-// and fetches again those that do not match, such as a file of zeros whose
-// record a failing disk kept; once they are sound the list goes.
+// files the error covered (named in .artifact-sync/manifest/suspect.json,
+// even those the run wrote again) and fetches again those that do not
+// match, such as a file of zeros whose record a failing disk kept; once
+// they are sound the list goes.
 func TestNextRunRehashesWhatADiskErrorCovered(t *testing.T) {
 	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "syncfs")
 	f := newFixture(t, circlecitest.Options{})
@@ -214,8 +321,8 @@ func TestNextRunRehashesWhatADiskErrorCovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Failed != 0 || sum.Transferred != len(dest.lost)+1 {
-		t.Errorf("rerun: %d transferred, %d failed; want the %d lost and the zeroed one fetched again", sum.Transferred, sum.Failed, len(dest.lost))
+	if sum.Failed != 0 || sum.Transferred != 1 || sum.Skipped != len(f.arts)-1 {
+		t.Errorf("rerun: %d transferred, %d already done, %d failed; want the zeroed one fetched again, the %d written again found intact", sum.Transferred, sum.Skipped, sum.Failed, len(dest.lost))
 	}
 	checkTree(t, dir, f.arts)
 	if _, err := os.Stat(suspectPath); !errors.Is(err, fs.ErrNotExist) {

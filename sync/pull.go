@@ -115,6 +115,12 @@ type Summary struct {
 	Elapsed     time.Duration `json:"-"`
 	Destination string        `json:"destination"`
 	DryRun      bool          `json:"dry_run,omitempty"`
+
+	// DiskErrors counts the flushes of the destination that failed, and
+	// WrittenAgain the artifacts they covered that the run wrote again
+	// and recorded (counted in Transferred too).
+	DiskErrors   int `json:"disk_errors,omitempty"`
+	WrittenAgain int `json:"written_again,omitempty"`
 }
 
 // ErrCollision is returned, before anything is transferred, when the layout
@@ -205,7 +211,8 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	store, recorded := manifestStore(dest, opts.Manifest)
 	mopts := manifest.Options{Destination: recorded, ToolVersion: opts.ToolVersion, Run: opts.Run}
-	e.disk = &disk{e: e, store: store, stop: cancel, lost: map[string]bool{}, suspects: map[string]bool{}, confirmed: map[string]bool{}}
+	e.disk = &disk{e: e, store: store, stop: cancel, lost: map[string]bool{}, suspects: map[string]bool{}, confirmed: map[string]bool{},
+		again: map[string]*Artifact{}, retried: map[string]bool{}}
 	if b, ok := dest.(sink.Batcher); ok && !opts.DryRun && b.Batch() {
 		// Files are placed without their fsyncs; each manifest write
 		// first makes durable everything placed before it, so a record
@@ -398,6 +405,9 @@ func (e *engine) stream(ctx context.Context, l *listing) error {
 	}
 	l.queue.close()
 	werr := <-worked
+	if err == nil && werr == nil {
+		werr = e.writeAgain(ctx)
+	}
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		return err
@@ -758,6 +768,9 @@ func (e *engine) transferAll(ctx context.Context, todo []*Artifact) error {
 	q.close()
 	err := e.work(ctx, q)
 	if err == nil {
+		err = e.writeAgain(ctx)
+	}
+	if err == nil {
 		err = ctx.Err()
 	}
 	return err
@@ -787,6 +800,8 @@ func (e *engine) work(ctx context.Context, q *queue) error {
 					return f.err
 				case gctx.Err() != nil:
 					return gctx.Err()
+				case errors.As(err, new(*notDurable)):
+					e.disk.lose(a) // written again after the others
 				}
 				e.fail(a, err)
 			}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -312,6 +313,19 @@ func loadRecorded(t *testing.T, to string) ([]manifest.Entry, error) {
 // load.
 func checkRecorded(t *testing.T, to string, want mirror, what string) int {
 	t.Helper()
+	return checkRecordedBut(t, to, want, what, false)
+}
+
+// checkRecordedBut is checkRecorded, but with overwritten set it only logs
+// a recorded file that has its full length and not one block of zeros,
+// yet other bytes: what ext2 does to a file flushed and recorded before
+// its disk failed, when a block-bitmap write fails and the stale bitmap is
+// read again, so the file's blocks go to a file written later (no
+// application can prevent that; the next run re-hashes everything
+// recorded after a disk error, and crashRerun checks that it repairs it).
+// A lost flush leaves zeros or a short or missing file, never that.
+func checkRecordedBut(t *testing.T, to string, want mirror, what string, overwritten bool) int {
+	t.Helper()
 	es, err := loadRecorded(t, to)
 	if err != nil {
 		t.Errorf("%s the manifest does not load: %v", what, err)
@@ -334,9 +348,14 @@ func checkRecorded(t *testing.T, to string, want mirror, what string) int {
 		}
 		sum, n, err := sha256Hex(f)
 		zeros := n > 0 && allZeros(f)
+		zeroBlock := hasZeroBlock(f)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if overwritten && sum != w.sha && e.SHA256 == w.sha && n == e.Size && !zeroBlock {
+			t.Logf("%s the manifest records %s, overwritten after it was flushed by a file written later (its file system lost a metadata write): left to the rerun", what, e.Key)
+			continue
 		}
 		if sum != w.sha || e.SHA256 != w.sha {
 			bad++
@@ -633,11 +652,26 @@ func failingDiskTrial(t *testing.T, seed uint64) {
 	exec.Command("e2fsck", "-fy", img).Run()
 	attach(t, img, fsName, mnt, "")
 	what := fmt.Sprintf("after run 1 on the failing disk (exit %d) and the disk healed,", res.code)
-	checkRecorded(t, d.to, want, what)
+	checkRecordedBut(t, d.to, want, what, fsName == "ext2")
 	if n, first := wrongFiles(d.to, want, true); res.code == 0 && n > 0 {
 		t.Errorf("%s %d artifacts are not there (e.g. %s), yet run 1 exited 0, which says every one is", what, n, first)
 	} else {
 		logTorn(t, d.to, want, what)
 	}
 	crashRerun(t, d, args, want, what)
+}
+
+// hasZeroBlock reports whether f holds a 4 KiB block (at a multiple of
+// 4 KiB) of zeros only: what a page that never reached the disk reads as.
+func hasZeroBlock(f *os.File) bool {
+	buf := make([]byte, 4096)
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf, off)
+		if n > 0 && len(bytes.Trim(buf[:n], "\x00")) == 0 {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }

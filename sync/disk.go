@@ -69,6 +69,9 @@ type disk struct {
 	// keys this run found intact or wrote again durably.
 	suspects  map[string]bool
 	confirmed map[string]bool
+	// all: an earlier run saw the disk fail, so every recorded file
+	// this run selects is re-hashed (see suspectFile.All).
+	all bool
 }
 
 // recordedAtKey is an artifact recorded in this run, and its size.
@@ -237,7 +240,7 @@ func (d *disk) suspect(key string) bool {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.suspects[key]
+	return d.all || d.suspects[key]
 }
 
 // intact notes that key, a suspect, was found intact.
@@ -257,6 +260,14 @@ type suspectFile struct {
 	// Keys a flush that failed covered, with the time it was noted.
 	Keys    []string  `json:"keys"`
 	Written time.Time `json:"written"`
+	// All says that a run saw the disk fail to flush, so the next runs
+	// re-hash every recorded file they select, until one ends without a
+	// disk error: a failing disk can damage more than the files a failed
+	// flush named. Without a journal (ext2), a metadata block whose write
+	// failed is read again from the disk as it was, so a block of a file
+	// flushed and recorded earlier can be handed to another file and
+	// overwritten (seen in TestFailingDisk, seed 700030).
+	All bool `json:"all,omitempty"`
 }
 
 // loadSuspects reads the suspect file of an earlier run.
@@ -276,7 +287,11 @@ func (d *disk) loadSuspects(ctx context.Context) {
 	for _, k := range f.Keys {
 		d.suspects[k] = true
 	}
-	if len(f.Keys) > 0 {
+	d.all = f.All
+	switch {
+	case f.All:
+		d.e.log.Info("an earlier run saw the disk fail to flush: re-hashing every recorded file this run selects")
+	case len(f.Keys) > 0:
 		d.e.log.Info("an earlier run saw the disk fail to flush: re-hashing what it covered", "files", len(f.Keys))
 	}
 }
@@ -298,11 +313,12 @@ func (d *disk) writeSuspects(ctx context.Context) error {
 		}
 	}
 	slices.Sort(keys)
+	all := d.all || len(d.lost) > 0
 	var err error
-	if len(keys) == 0 {
+	if len(keys) == 0 && !all {
 		err = d.store.Remove(ctx, suspectName)
 	} else {
-		data, _ := json.MarshalIndent(suspectFile{Keys: keys, Written: time.Now().UTC()}, "", "\t")
+		data, _ := json.MarshalIndent(suspectFile{Keys: keys, Written: time.Now().UTC(), All: all}, "", "\t")
 		err = d.store.WriteFile(ctx, suspectName, append(data, '\n'))
 	}
 	if err != nil && !d.warned {
@@ -324,8 +340,11 @@ func (d *disk) finish(ctx context.Context, saved bool) error {
 	if !saved {
 		clear(d.confirmed)
 	}
-	if len(d.suspects) == 0 && len(d.lost) == 0 {
+	if len(d.suspects) == 0 && len(d.lost) == 0 && !d.all {
 		return nil
+	}
+	if saved && len(d.lost) == 0 {
+		d.all = false // this run re-hashed what it selected, and saw no disk error
 	}
 	return d.writeSuspects(ctx)
 }

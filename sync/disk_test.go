@@ -329,3 +329,72 @@ func TestNextRunRehashesWhatADiskErrorCovered(t *testing.T) {
 		t.Errorf("suspect.json is still there after a run that repaired everything: %v", err)
 	}
 }
+
+// A failing disk can damage more than what its failed flush covered (ext2
+// hands a flushed file's blocks to a later one when a bitmap write fails),
+// so after a run that saw a disk error the next run re-hashes every
+// recorded file it selects, not only the keys the flush named; a run
+// without a disk error then drops the list, and runs after it trust sizes
+// again.
+func TestNextRunRehashesEverythingAfterADiskError(t *testing.T) {
+	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "syncfs")
+	f := newFixture(t, circlecitest.Options{})
+	local, dir := localSink(t)
+	dest := &failingFlush{Local: local, fails: 1}
+	opts := pullOpts()
+	opts.Concurrency = 2
+	if _, err := f.pull(t, t.Context(), dest, ccsync.Selection{PipelineNumber: 1}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(dest.lost) == 0 {
+		t.Skip("the destination did not batch, so no flush could fail")
+	}
+	var damaged *circlecitest.Artifact
+	for _, a := range f.arts {
+		if a.Size() > 0 && !slices.Contains(dest.lost, defaultKey(a)) {
+			damaged = a
+			break
+		}
+	}
+	if damaged == nil {
+		t.Fatal("every artifact was lost")
+	}
+	overwrite := func() {
+		t.Helper()
+		garbage := bytes.Repeat([]byte{0xa5}, int(damaged.Size()))
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(defaultKey(damaged))), garbage, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	overwrite() // not among the keys the failed flush named
+
+	again, err := sink.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := f.pull(t, t.Context(), again, ccsync.Selection{PipelineNumber: 1}, pullOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 0 || sum.Transferred != 1 {
+		t.Errorf("run after the disk error: %d transferred, %d failed; want the overwritten file fetched again", sum.Transferred, sum.Failed)
+	}
+	checkTree(t, dir, f.arts)
+	suspectPath := filepath.Join(dir, filepath.FromSlash(ccsync.ManifestPrefix), "suspect.json")
+	if _, err := os.Stat(suspectPath); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("suspect.json is still there after a run without a disk error that re-hashed everything: %v", err)
+	}
+
+	overwrite()
+	third, err := sink.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err = f.pull(t, t.Context(), third, ccsync.Selection{PipelineNumber: 1}, pullOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Transferred != 0 {
+		t.Errorf("a run after a clean one transferred %d: it re-hashed although no disk error was noted", sum.Transferred)
+	}
+}

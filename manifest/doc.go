@@ -158,7 +158,7 @@
 // the entries that write took are removed, never written by a later one
 // (TestDurableBeforeEveryWrite); the caller, told which files the failed
 // flush covered, removes the entries recorded since likewise (sync's
-// TestFailedFlushIsNeverRecorded).
+// TestFailedFlushIsWrittenAgain).
 //
 // Losing records is harmless: the manifest is a record of work done, not
 // the truth about the destination. A lost record makes the next run

@@ -168,6 +168,26 @@
 //   - a flush error is not permanent whatever its errno (ENOSPC from an
 //     fsync is writeback failing, not a full file system): the caller
 //     decides when a destination that keeps failing stops the run.
+//   - folders: a failed Sync keeps the folders it took for the next Sync
+//     (fsync mode), since files placed in them later are known to be in
+//     folders already made; and without batching, a folder a run finds
+//     rather than makes is fsynced in its parent once too, as an earlier
+//     attempt whose fsync of the parent failed leaves a folder that exists
+//     but is not durable (TestLazyFSFailingFsync: records of files whose
+//     folder a power cut took).
+//   - a failing disk can damage more than a failed flush names (ext2, with
+//     no journal, reads a block bitmap whose write failed back stale and
+//     hands a recorded file's blocks to a later one): the caller re-hashes
+//     everything it records in the next run (TestFailingDisk).
+//
+// The whole argument is checked from outside by the crash-consistency
+// tests at the repository's root, on real kernels: TestPowerCut (ext4,
+// XFS, btrfs on loop devices, the image cloned at a random instant during
+// a run and after one), TestLazyFSPowerCut (a FUSE file system that keeps
+// only what was fsynced), TestFailingDisk (write-back failing with EIO or
+// ENOSPC under ext2 and ext4) and TestLazyFSFailingFsync (fsyncs failing,
+// their data dropped as Linux does). Each checks that every recorded file
+// is byte-correct after the cut and that a rerun leaves the mirror whole.
 //
 // A folder fsynced in fsync mode is opened for the Sync, after its entries
 // changed; an error of its writeback before that open is seen only by the

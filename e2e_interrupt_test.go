@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -115,4 +118,69 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 	wantCode(t, r, 0)
 	d.check(t, mirrorOf(arts...), true)
 	wantVerified(t, d, len(arts))
+}
+
+// TestTimeoutSignalsAreOneInterrupt: GNU timeout, the usual bound of a
+// nightly job, signals the tool and then its process group, so two signals
+// arrive microseconds apart. They count as one interrupt: the run stops in
+// order (exit 130, the --json summary on stdout), keeps what it wrote, and
+// the rerun fetches only the rest.
+func TestTimeoutSignalsAreOneInterrupt(t *testing.T) {
+	timeout, err := exec.LookPath("timeout")
+	if err != nil {
+		t.Skip("needs GNU timeout (coreutils)")
+	}
+	const size = 48 << 20
+	for _, sig := range []string{"INT", "TERM", "INT+TERM"} {
+		t.Run(sig, func(t *testing.T) {
+			w := circlecitest.NewWorld()
+			j := w.AddProject(slugArg, "main").AddPipeline("main").AddWorkflow("build").AddJob("build", circlecitest.JobOptions{})
+			arts := []*circlecitest.Artifact{j.AddArtifact(0, "dist/large.bin", size), j.AddArtifact(0, "dist/small.txt", 4<<10)}
+			srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 2 << 20})
+			d := localDest(t, srv)
+			args := d.pull("--json", "--multi-thread-cutoff", "16M")
+			cmd := exec.Command(timeout, append([]string{"--preserve-status", "-s", sig, "1.5", toolPath}, args...)...)
+			if sig == "INT+TERM" {
+				// Two signals of one sender that the kernel cannot merge
+				// into one, as it may merge timeout's two SIGINTs.
+				cmd = exec.Command(toolPath, args...)
+				go func() {
+					time.Sleep(1500 * time.Millisecond)
+					cmd.Process.Signal(syscall.SIGINT)
+					cmd.Process.Signal(syscall.SIGTERM)
+				}()
+			}
+			cmd.Env = d.env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != 130 {
+				t.Fatalf("under timeout -s %s: exit %d, want 130\nstdout:\n%s\nstderr:\n%s", sig, code, stdout.String(), stderr.String())
+			}
+			if strings.Contains(stderr.String(), "interrupted again") {
+				t.Errorf("one timeout took the hard exit:\n%s", stderr.String())
+			}
+			var sum struct {
+				Artifacts *int `json:"artifacts"`
+			}
+			if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil || sum.Artifacts == nil {
+				t.Fatalf("no JSON summary on stdout (%v):\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+			}
+			first := srv.BytesServed()
+			if first >= size {
+				t.Fatalf("the first run was served %d bytes, the whole artifact: it ended before the signal", first)
+			}
+			r := runTool(t, d.env, time.Minute, args...)
+			wantCode(t, r, 0)
+			d.check(t, mirrorOf(arts...), true)
+			served := srv.BytesServed()
+			t.Logf("timeout -s %s at %d MiB of %d MiB: both runs served %.4fx", sig, first>>20, size>>20, float64(served)/float64(size+4<<10))
+			// What was in flight in socket buffers at the signal is served
+			// again; a hard exit would lose up to a checkpoint (1 s or
+			// 16 MiB) of each stream.
+			if total := int64(size + 4<<10); served > total+total/100 {
+				t.Errorf("both runs served %d bytes for %d of artifacts (%.3fx): the rerun fetched again what the interrupted run wrote", served, total, float64(served)/float64(total))
+			}
+		})
+	}
 }

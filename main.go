@@ -51,11 +51,25 @@ func main() {
 	go func() {
 		<-sigs
 		cancel() // the run stops, records what finished and releases the lock
-		<-sigs
-		// A second signal while that waits (a slow manifest write, a lock
-		// release, multipart aborts) exits at once, as restic and rclone
-		// do. The manifest is crash-safe: what it durably recorded counts
-		// and the rest is fetched again.
+		// Signals within signalBurst of the first are the same request:
+		// GNU timeout signals its child and then its process group, so
+		// the tool gets two microseconds apart.
+		burst := time.After(signalBurst)
+		for {
+			select {
+			case <-burst:
+				burst = nil
+				continue
+			case <-sigs:
+			}
+			if burst == nil {
+				break
+			}
+		}
+		// A later signal while the run winds down (a slow manifest write,
+		// a lock release, multipart aborts) exits at once, as restic and
+		// rclone do. The manifest is crash-safe: what it durably recorded
+		// counts and the rest is fetched again.
 		fmt.Fprintln(os.Stderr, "\nartifact-sync: interrupted again: stopped at once; what was recorded is kept: run the same command again to resume")
 		os.Exit(exitInterrupted)
 	}()
@@ -64,6 +78,15 @@ func main() {
 	signal.Stop(sigs)
 	os.Exit(code)
 }
+
+// signalBurst is how long after a first SIGINT or SIGTERM further ones
+// count as the same. One sender's burst (GNU timeout signals the child,
+// then its process group; a process manager that signals the group)
+// arrives within microseconds, and a person who presses Ctrl-C again to
+// stop at once does so after a reaction time of about 200 ms or more, so
+// 150 ms tells them apart. Counting a quick second press as the first is
+// safe: the run is already stopping, and one more press stops it at once.
+const signalBurst = 150 * time.Millisecond
 
 // minMemoryLimit is the least soft memory limit limitMemory sets.
 const minMemoryLimit = 128 << 20

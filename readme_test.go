@@ -195,3 +195,19 @@ func TestREADMESaysWhatANewUserNeeds(t *testing.T) {
 		layouts[key] = l[1]
 	}
 }
+
+// TestFakeHelpShowsTheCommandMode: the README's first command runs the
+// tool under the fake CircleCI with "-- COMMAND"; the fake's -h says that
+// it can, with the same example.
+func TestFakeHelpShowsTheCommandMode(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fakecircleci")
+	if out, err := exec.Command("go", "build", "-o", bin, "./circleci/circlecitest/fakecircleci").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, _ := exec.Command(bin, "-h").CombinedOutput()
+	for _, want := range []string{"-- COMMAND", "go run ./circleci/circlecitest/fakecircleci -- go run . pull gh/acme/widgets --to ./artifacts", "-latency"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("fakecircleci -h does not say %q:\n%s", want, out)
+		}
+	}
+}

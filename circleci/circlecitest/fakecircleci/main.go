@@ -48,6 +48,25 @@ import (
 
 func main() { os.Exit(run()) }
 
+// usage is what -h prints: both ways to run the fake, then the flags.
+func usage() {
+	w := flag.CommandLine.Output()
+	fmt.Fprint(w, `fakecircleci serves a fake CircleCI (project gh/acme/widgets) on loopback.
+
+Usage:
+  fakecircleci [flags]                  serve, print the environment a client needs
+                                        (CIRCLECI_HOST, CIRCLE_TOKEN, ...), until interrupted
+  fakecircleci [flags] -- COMMAND ARGS  run COMMAND with that environment set, then stop,
+                                        exiting with COMMAND's status
+
+Example:
+  go run ./circleci/circlecitest/fakecircleci -- go run . pull gh/acme/widgets --to ./artifacts
+
+Flags:
+`)
+	flag.PrintDefaults()
+}
+
 func run() int {
 	pipelines := flag.Int("pipelines", 1, "pipelines on main")
 	jobs := flag.Int("jobs", 3, "jobs per pipeline")
@@ -65,6 +84,7 @@ func run() int {
 	useTLS := flag.Bool("tls", false, "serve every host over HTTPS, with HTTP/2 for clients that offer it, and set SSL_CERT_FILE to the certificate")
 	http1 := flag.String("http1", "", "with -tls, comma-separated hosts that speak only HTTP/1.1 (api, artifacts, storage; S3 does so for presigned storage)")
 	certFile := flag.String("cert", "", "with -tls, write the certificate (PEM) to this file (default: a temporary file removed at exit)")
+	flag.Usage = usage
 	flag.Parse()
 
 	w := circlecitest.NewWorld()

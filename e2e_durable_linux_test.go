@@ -152,7 +152,7 @@ func TestFailingDiskNeverRecordsWhatItLost(t *testing.T) {
 			if m := checkedLine.FindStringSubmatch(v.stdout); m != nil {
 				recorded, _ = strconv.Atoi(m[1])
 				intact, _ = strconv.Atoi(m[2])
-			} else if v.code == 1 && strings.Contains(v.stderr, "no manifest at") {
+			} else if v.code == 2 && strings.Contains(v.stderr, "no manifest at") {
 				recorded, intact = 0, 0
 			}
 			stopped := strings.Contains(s.Error, "the run stopped")

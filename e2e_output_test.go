@@ -71,6 +71,9 @@ func TestHostileNamesAreEscaped(t *testing.T) {
 // the exit code of bad input, not with a message about something else.
 func TestMistakesNameTheirCause(t *testing.T) {
 	w, _ := smallWorld(3, 10)
+	otherPipeline := w.AddProject("gh/acme/other", "main").AddPipeline("main")
+	otherWorkflow := otherPipeline.AddWorkflow("build")
+	otherWorkflow.AddJob("build", circlecitest.JobOptions{}).AddArtifact(0, "a.txt", 10)
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
 	env := toolEnv(t, srv)
 	jobs := w.Project(slugArg).Pipelines()[0].Workflows()[0].Jobs()
@@ -87,6 +90,12 @@ func TestMistakesNameTheirCause(t *testing.T) {
 		{[]string{"list", slugArg, "--to", "./x"}, 2, []string{"--to belongs to 'artifact-sync pull'"}, []string{"did you mean"}},
 		{[]string{"list", slugArg, "--foo"}, 2, []string{"unknown flag: --foo"}, []string{"did you mean"}},
 		{[]string{"pull", slugArg, "--concurency", "3", "--to", t.TempDir()}, 2, []string{"did you mean --concurrency?"}, nil},
+		// The exit-code table: a selection of another project is a bad
+		// slug (2), as are --pipelines 0 and a verify with no manifest.
+		{[]string{"list", slugArg, "--pipeline", otherPipeline.ID()}, 2, []string{"belongs to gh/acme/other, not gh/acme/widgets"}, nil},
+		{[]string{"pull", slugArg, "--workflow", otherWorkflow.ID(), "--to", t.TempDir()}, 2, []string{"belongs to gh/acme/other, not gh/acme/widgets"}, nil},
+		{[]string{"pull", slugArg, "--pipelines", "0", "--to", t.TempDir()}, 2, []string{"--pipelines 0", "1 or more"}, nil},
+		{[]string{"verify", "--to", t.TempDir()}, 2, []string{"no manifest at", "pull to this destination first"}, nil},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := runTool(t, env, time.Minute, tc.args...)

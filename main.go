@@ -243,7 +243,8 @@ func exitCode(ctx context.Context, err error) int {
 	case errors.As(err, &ue), errors.As(err, &le),
 		errors.Is(err, circleci.ErrNoToken), errors.Is(err, circleci.ErrUnauthorized),
 		errors.Is(err, circleci.ErrForbidden), errors.Is(err, circleci.ErrNotFound), isBadRequest(err),
-		errors.Is(err, ccsync.ErrCollision), errors.Is(err, manifest.ErrCorrupt),
+		errors.Is(err, ccsync.ErrCollision), errors.Is(err, ccsync.ErrNoManifest), errors.Is(err, ccsync.ErrOtherProject),
+		errors.Is(err, manifest.ErrCorrupt),
 		errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrDestination),
 		// An unusable destination, whether found at the start (read-only,
 		// a missing bucket) or mid-run (a full disk): the run cannot go on
@@ -410,6 +411,9 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		level = slog.LevelDebug
 	case a.quiet:
 		level = slog.LevelWarn
+	}
+	if f := cmd.Flags().Lookup("pipelines"); f != nil && f.Changed && a.sel.Pipelines < 1 {
+		return usagef("--pipelines %d: give how many of the newest pipelines to take, 1 or more", a.sel.Pipelines)
 	}
 	a.screen = ccsync.NewScreen(a.stderr, ccsync.UseColor(a.stderr, a.getenv))
 	log, err := ccsync.NewLogger(a.screen, a.logFormat, level)

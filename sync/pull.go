@@ -127,6 +127,16 @@ type Summary struct {
 // puts two artifacts on one key.
 var ErrCollision = errors.New("layout puts two artifacts on one key")
 
+// ErrOtherProject is the error of a pipeline or workflow, given by ID,
+// that belongs to another project than the slug names: a mistake in what
+// was given, like a bad slug.
+var ErrOtherProject = errors.New("belongs to another project")
+
+// ErrNoManifest is Verify's error for a destination with no manifest: a
+// mistake in what was given (no pull there yet, or another --manifest), not
+// a problem found in the mirror.
+var ErrNoManifest = errors.New("no manifest")
+
 // Pull mirrors the artifacts sel selects into dest, recording each transfer
 // in the manifest so a rerun resumes. It returns a summary even on error.
 // Failures of single artifacts are counted in the summary, not returned; the

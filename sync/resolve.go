@@ -155,7 +155,7 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 			return fmt.Errorf("pipeline %s: %w", sel.PipelineID, err)
 		}
 		if p.ProjectSlug != "" && !sameProject(p.ProjectSlug, r.slug) {
-			return fmt.Errorf("pipeline %s belongs to %s, not %s: check the project slug", sel.PipelineID, p.ProjectSlug, r.slug)
+			return &explainedError{fmt.Sprintf("pipeline %s belongs to %s, not %s: check the project slug", sel.PipelineID, p.ProjectSlug, r.slug), ErrOtherProject}
 		}
 		r.pipeline(ctx, g, p, emit)
 	case sel.PipelineNumber != 0:
@@ -179,7 +179,7 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 					return fmt.Errorf("workflow %s: %w", id, err)
 				}
 				if w.ProjectSlug != "" && !sameProject(w.ProjectSlug, r.slug) {
-					return fmt.Errorf("workflow %s belongs to %s, not %s: check the project slug", id, w.ProjectSlug, r.slug)
+					return &explainedError{fmt.Sprintf("workflow %s belongs to %s, not %s: check the project slug", id, w.ProjectSlug, r.slug), ErrOtherProject}
 				}
 				base := Job{Project: r.slug.String(), WorkflowName: w.Name, WorkflowID: w.ID, PipelineID: w.PipelineID}
 				if w.PipelineNumber != nil {

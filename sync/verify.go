@@ -44,6 +44,8 @@ type VerifyResult struct {
 // Verify checks every manifest entry against dest: present, same size, same
 // SHA-256; and lists objects in dest the manifest does not know. It does not
 // change the manifest.
+//
+// A destination without a manifest is an error matching ErrNoManifest.
 func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyResult, error) {
 	res := &VerifyResult{Missing: []string{}, Changed: []string{}, Unexpected: []string{}}
 	res.Destination = dest.String()
@@ -54,7 +56,7 @@ func Verify(ctx context.Context, dest sink.Sink, opts VerifyOptions) (*VerifyRes
 		return res, fmt.Errorf("reading the manifest at %s: %w", store, err)
 	}
 	if len(names) == 0 {
-		return res, fmt.Errorf("no manifest at %s: pull to this destination first, or point --manifest at it", store)
+		return res, fmt.Errorf("%w at %s: pull to this destination first, or point --manifest at it", ErrNoManifest, store)
 	}
 	m, err := manifest.Open(ctx, store, manifest.Options{Destination: recorded})
 	if err != nil {

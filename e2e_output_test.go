@@ -436,3 +436,46 @@ func TestGlobsThatMatchNothingSaySo(t *testing.T) {
 		t.Errorf("a glob that matched warns:\n%s", r.stderr)
 	}
 }
+
+// TestRefusedRunCreatesNothing: a pull refused for what it was given (an
+// unknown pipeline number, a layout that puts two artifacts on one key)
+// leaves no DEST behind when it made it, and leaves a DEST that was there
+// as it was.
+func TestRefusedRunCreatesNothing(t *testing.T) {
+	w, _ := smallWorld(3, 10)
+	// Two jobs with an artifact of one path: --layout {path} puts both on
+	// one key.
+	wf := w.Project(slugArg).AddPipeline("main").AddWorkflow("build")
+	for _, name := range []string{"a", "b"} {
+		wf.AddJob(name, circlecitest.JobOptions{}).AddArtifact(0, "same.txt", 10)
+	}
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown pipeline number", []string{"--pipeline-number", "99"}, "no pipeline 99"},
+		{"layout with a collision", []string{"--layout", "{path}"}, "same.txt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			to := filepath.Join(t.TempDir(), "mirror")
+			r := runTool(t, env, time.Minute, append([]string{"pull", slugArg, "--to", to}, tc.args...)...)
+			wantCode(t, r, 2)
+			if !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("stderr does not say %q:\n%s", tc.want, r.stderr)
+			}
+			if _, err := os.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the refused run left %s behind (%v)", to, err)
+			}
+
+			mine := t.TempDir() // a DEST the user made
+			r = runTool(t, env, time.Minute, append([]string{"pull", slugArg, "--to", mine}, tc.args...)...)
+			wantCode(t, r, 2)
+			if _, err := os.Stat(mine); err != nil {
+				t.Errorf("the refused run removed the user's %s: %v", mine, err)
+			}
+		})
+	}
+}

@@ -170,7 +170,8 @@ type app struct {
 	s3Lock   string
 	download bool
 
-	verifying bool // verify: a destination must exist already
+	verifying bool   // verify: a destination must exist already
+	madeDest  string // pull: DEST, if this run created it (undone if the run is refused)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -729,9 +730,13 @@ func (a *app) openSink(ctx context.Context, loc string) (sink.Sink, error) {
 			return absentDir{sink.NewMemory(), abs}, nil
 		}
 	}
+	_, statErr := os.Stat(loc)
 	s, err := sink.NewLocal(loc)
 	if err != nil {
 		return nil, &usageError{err}
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && !a.verifying {
+		a.madeDest = loc
 	}
 	return s, nil
 }
@@ -829,7 +834,22 @@ func (a *app) runPull(ctx context.Context, rawSlug string) (*ccsync.Summary, err
 		defer opts.Progress.Finish()
 	}
 	api := ccsync.LimitAPI(client, 8)
-	return ccsync.Pull(ctx, api, client, slug, &a.sel, nil, opts)
+	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, nil, opts)
+	if a.madeDest != "" && err != nil && sum.Transferred+sum.Skipped+sum.Failed == 0 &&
+		exitCode(ctx, err) == exitUsage && !errors.As(err, new(*sink.LockedError)) {
+		undoDest(a.madeDest)
+	}
+	return sum, err
+}
+
+// undoDest removes the directory dir that a refused run created (an
+// unknown pipeline number, a layout refused by the plan): the tool's own
+// state in it, then dir if nothing else is there, so a refused run
+// creates nothing. A run held off by another's lock never gets here: dir
+// may be that run's.
+func undoDest(dir string) {
+	os.RemoveAll(filepath.Join(dir, ".artifact-sync"))
+	os.Remove(dir) // only if empty
 }
 
 // pullSummary is pull's --json summary: the run's counts, and when it did

@@ -479,3 +479,37 @@ func TestRefusedRunCreatesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestJSONOnEveryPath: with --json anywhere on the command line, every
+// outcome is one JSON object on stdout, usage errors and a verify of a
+// missing destination included, with the error and the exit code.
+func TestJSONOnEveryPath(t *testing.T) {
+	w, _ := smallWorld(3, 10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	missing := filepath.Join(t.TempDir(), "nothing-here")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pull", slugArg, "--json", "--nope", "--to", t.TempDir()}, "unknown flag: --nope"},
+		{[]string{"list", slugArg, "--pipelines", "0", "--json"}, "--pipelines 0"},
+		{[]string{"verify", "--to", missing, "--json"}, "does not exist"},
+		{[]string{"list", "gh/acme", "--json"}, "gh/acme"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runTool(t, env, time.Minute, tc.args...)
+			wantCode(t, r, 2)
+			var out struct {
+				Error    string `json:"error"`
+				ExitCode int    `json:"exit_code"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+				t.Fatalf("stdout is not one JSON object (%v):\n%q", err, r.stdout)
+			}
+			if out.ExitCode != 2 || !strings.Contains(out.Error, tc.want) {
+				t.Errorf("JSON %+v: want exit_code 2 and an error saying %q", out, tc.want)
+			}
+		})
+	}
+}

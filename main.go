@@ -175,6 +175,8 @@ type app struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	out := &countingWriter{w: stdout}
+	stdout = out
 	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, args: args}
 	root := a.commands()
 	root.SetArgs(args)
@@ -204,7 +206,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		msg += "; fix the destination, then run the same command again to resume"
 	}
 	fmt.Fprintln(stderr, "artifact-sync: "+ccsync.Printable(msg))
+	if out.n == 0 && wantsJSON(args) {
+		// Scripts that asked for JSON get an object for every outcome,
+		// a usage error included.
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(struct {
+			Error    string `json:"error"`
+			ExitCode int    `json:"exit_code"`
+		}{msg, code})
+	}
 	return code
+}
+
+// wantsJSON reports whether --json is among args (before a "--"), whether
+// or not the command line parsed.
+func wantsJSON(args []string) bool {
+	for _, arg := range args {
+		switch arg {
+		case "--":
+			return false
+		case "--json", "--json=true":
+			return true
+		}
+	}
+	return false
+}
+
+// countingWriter counts what is written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // interrupted says that a run was stopped by a signal, and what else went

@@ -2,13 +2,23 @@ package main
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
-// maxRSS is the peak resident set of a process that has exited, in bytes.
-func maxRSS(ps *os.ProcessState) int64 {
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10 // KiB on Linux
+// peakRSS is the peak resident set (VmHWM) of the running process pid, in
+// bytes; 0 once it has exited.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
 	}
 	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -141,19 +142,24 @@ func TestTimeoutSignalsAreOneInterrupt(t *testing.T) {
 			args := d.pull("--json", "--multi-thread-cutoff", "16M")
 			cmd := exec.Command(timeout, append([]string{"--preserve-status", "-s", sig, "1.5", toolPath}, args...)...)
 			if sig == "INT+TERM" {
-				// Two signals of one sender that the kernel cannot merge
-				// into one, as it may merge timeout's two SIGINTs.
 				cmd = exec.Command(toolPath, args...)
-				go func() {
-					time.Sleep(1500 * time.Millisecond)
-					cmd.Process.Signal(syscall.SIGINT)
-					cmd.Process.Signal(syscall.SIGTERM)
-				}()
 			}
 			cmd.Env = d.env
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			cmd.Run()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if sig == "INT+TERM" {
+				// Two signals of one sender that the kernel cannot merge
+				// into one, as it may merge timeout's two SIGINTs.
+				go func(p *os.Process) {
+					time.Sleep(1500 * time.Millisecond)
+					p.Signal(syscall.SIGINT)
+					p.Signal(syscall.SIGTERM)
+				}(cmd.Process)
+			}
+			cmd.Wait()
 			if code := cmd.ProcessState.ExitCode(); code != 130 {
 				t.Fatalf("under timeout -s %s: exit %d, want 130\nstdout:\n%s\nstderr:\n%s", sig, code, stdout.String(), stderr.String())
 			}

@@ -1,0 +1,45 @@
+package sync
+
+import (
+	"runtime/debug"
+	"strings"
+)
+
+// Version says which build of the tool this is, from its build info: the
+// module version, the revision when the version does not already hold it,
+// and the Go release.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	return versionOf(bi)
+}
+
+// versionOf says which build bi is: the module version, the revision when the
+// version does not already hold it (a pseudo-version does), and the Go
+// release.
+func versionOf(bi *debug.BuildInfo) string {
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && !strings.Contains(v, rev) {
+		v += " (" + rev + modified + ")"
+	}
+	return v + " " + bi.GoVersion
+}

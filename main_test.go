@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,23 +244,6 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestVersionNamesTheRevisionOnce: a build from a module version whose
-// pseudo-version already holds the revision does not repeat it.
-func TestVersionNamesTheRevisionOnce(t *testing.T) {
-	const rev = "4bdfd0c1a2b3c4d5e6f708192a3b4c5d6e7f8091"
-	settings := []debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"}}
-	for _, tc := range []struct{ version, want string }{
-		{"v0.0.0-20261130053412-4bdfd0c1a2b3", "v0.0.0-20261130053412-4bdfd0c1a2b3 go1.26.0"},
-		{"v1.2.0", "v1.2.0 (4bdfd0c1a2b3) go1.26.0"},
-		{"", "(devel) (4bdfd0c1a2b3) go1.26.0"},
-	} {
-		bi := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: tc.version}, Settings: settings}
-		if got := versionOf(bi); got != tc.want {
-			t.Errorf("version %q: %q, want %q", tc.version, got, tc.want)
-		}
-	}
-}
-
 func TestTokenFromCircleCICLIConfig(t *testing.T) {
 	w, _ := demoWorld()
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
@@ -279,6 +264,60 @@ func TestTokenFromCircleCICLIConfig(t *testing.T) {
 	r = runCLI(t, map[string]string{"HOME": home, "CIRCLE_TOKEN": "wrong"}, "list", "gh/acme/widgets")
 	if r.code != 2 {
 		t.Errorf("a wrong $CIRCLE_TOKEN did not take precedence over cli.yml: exit %d", r.code)
+	}
+}
+
+// TestCLIConfigIsReadAsYAML: the CircleCI CLI's config file is YAML, and
+// whatever form of it the CLI or a person writes (a document marker, quoted
+// keys, a folded scalar, a flow mapping, Windows line ends) gives the same
+// token and host; a file that is not YAML is named in a warning and passed
+// over, never quoted.
+func TestCLIConfigIsReadAsYAML(t *testing.T) {
+	w, _ := demoWorld()
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	for name, cfg := range map[string]string{
+		"document marker and quoted keys": "---\n\"host\": " + srv.URL + "\n'token': " + testToken + "\n",
+		"folded scalar":                   "host: " + srv.URL + "\ntoken: >-\n  " + testToken + "\n",
+		"flow mapping":                    "{host: \"" + srv.URL + "\", token: " + testToken + "}\n",
+		"windows line ends":               "host: " + srv.URL + "\r\ntoken: " + testToken + "\r\nrest_endpoint: api/v2\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			home := t.TempDir()
+			os.MkdirAll(filepath.Join(home, ".circleci"), 0o755)
+			if err := os.WriteFile(filepath.Join(home, ".circleci", "cli.yml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if r := runCLI(t, map[string]string{"HOME": home}, "list", "gh/acme/widgets"); r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+		})
+	}
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".circleci"), 0o755)
+	os.WriteFile(filepath.Join(home, ".circleci", "cli.yml"), []byte("token: [\""+testToken+"\"\nhost: :\n"), 0o600)
+	r := runCLI(t, map[string]string{"HOME": home}, "list", "gh/acme/widgets")
+	if r.code != 2 || !strings.Contains(r.stderr, "cli.yml") || !strings.Contains(r.stderr, "no CircleCI token") {
+		t.Errorf("a cli.yml that is not YAML: exit %d, want 2 with a warning naming the file and the missing token:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestMainIsWiring: main.go stays wiring a reader takes in at a glance, as
+// commands and flags are added: under 500 lines, no function over 80.
+func TestMainIsWiring(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "main.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fset.File(f.Pos()).LineCount(); n >= 500 {
+		t.Errorf("main.go has %d lines, want under 500: move what is not wiring to the package it serves", n)
+	}
+	for _, d := range f.Decls {
+		if fn, ok := d.(*ast.FuncDecl); ok {
+			if n := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line + 1; n > 80 {
+				t.Errorf("main.go: %s has %d lines, want 80 at most", fn.Name.Name, n)
+			}
+		}
 	}
 }
 

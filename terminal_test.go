@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	ccsync "github.com/artifact-sync/artifact-sync/sync"
 )
 
 // buildTool returns the artifact-sync binary TestMain built.
@@ -41,12 +42,12 @@ func startTerminal(t *testing.T, cols, rows int, env []string, command string) *
 	term := &terminal{t: t, sock: fmt.Sprintf("artifact-sync-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
 	var envs []string
 	for _, e := range env {
-		envs = append(envs, shellQuote(e))
+		envs = append(envs, ccsync.ShellQuote(e))
 	}
 	// The command's exit status stays on the screen, and the window stays
 	// open to be read.
 	cmd := fmt.Sprintf("env -i %s TERM=xterm-256color sh -c %s; echo EXIT=$?; sleep 600",
-		strings.Join(envs, " "), shellQuote(command))
+		strings.Join(envs, " "), ccsync.ShellQuote(command))
 	term.tmux("new-session", "-d", "-x", strconv.Itoa(cols), "-y", strconv.Itoa(rows), cmd)
 	t.Cleanup(func() { exec.Command("tmux", "-L", term.sock, "kill-server").Run() })
 	return term
@@ -285,7 +286,7 @@ func TestSkippedS3TestsAreCounted(t *testing.T) {
 		{"./sink", `^sink \d+$`},
 		{"./sink ./sync", `^sink \d+, sync \d+$`},
 	} {
-		term := startTerminal(t, 250, 20, env, "cd "+shellQuote(wd)+" && go test -count=1 -run 'TestS3|TestPullToS3' "+tc.pkgs)
+		term := startTerminal(t, 250, 20, env, "cd "+ccsync.ShellQuote(wd)+" && go test -count=1 -run 'TestS3|TestPullToS3' "+tc.pkgs)
 		last := term.watch(5 * time.Minute)
 		screen := last[len(last)-1]
 		found := line.FindAllStringSubmatch(screen, -1)

@@ -40,7 +40,7 @@ func (v *Duration) Set(s string) error {
 
 // Size is a flag value (a pflag.Value) that sets a byte count given with an
 // optional binary suffix (512, 64K, 64M, 1.5G, 64MiB; K, M and G mean 1024,
-// 1024² and 1024³ as in cli.md) and is shown as it was typed. It is read by
+// 1024² and 1024³, as the flags' help says) and is shown as it was typed. It is read by
 // docker/go-units' RAMInBytes, the parser Docker and containerd use for
 // their --memory and --shm-size flags, which reads exactly these forms.
 type Size struct {

@@ -294,3 +294,38 @@ func TestSkippedS3TestsAreCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressShowsHowFarFromTheStart: sizes become known one response at
+// a time, so while most files have not started the total is a guess from
+// the sizes known; the line still shows the share done, the total marked
+// "~" and an ETA within the first files, not only once every file has
+// started.
+func TestProgressShowsHowFarFromTheStart(t *testing.T) {
+	const n, size = 40, 256 << 10
+	w, _ := smallWorld(n, size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 256 << 10})
+	dest := t.TempDir()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "CIRCLECI_HOST=" + srv.URL, "CIRCLE_TOKEN=" + testToken}
+	term := startTerminal(t, 100, 20, env, fmt.Sprintf("%s pull %s -j 2 --to %s", buildTool(t), slugArg, dest))
+
+	early := regexp.MustCompile(`^\s*(\d+)% .*/~(\d+\.\d) MiB (\d+)/40 files .*ETA (\d+s|\d+m\d\ds)`)
+	filesDone := regexp.MustCompile(`(\d+)/40 files`)
+	var lines []string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(30 * time.Millisecond) {
+		line := statusLine(term.screen(false))
+		if len(lines) == 0 || line != lines[len(lines)-1] {
+			lines = append(lines, line)
+		}
+		if m := early.FindStringSubmatch(line); m != nil {
+			if total, _ := strconv.ParseFloat(m[2], 64); total < 8 || total > 12 {
+				t.Errorf("the guessed total is %s MiB, the run is 10 MiB: %q", m[2], line)
+			}
+			t.Logf("with %s of 40 files done: %q", m[3], line)
+			return
+		}
+		if m := filesDone.FindStringSubmatch(line); m != nil && atoi(m[1]) >= 8 || strings.Contains(line, "EXIT=") {
+			break
+		}
+	}
+	t.Fatalf("within the first 8 of 40 files no status line showed a share, a total marked ~ and an ETA; lines seen:\n%s", strings.Join(lines, "\n"))
+}

@@ -902,7 +902,7 @@ type pullSummary struct {
 // report prints pull's summary: one JSON object with --json, otherwise a
 // few lines for people (with -q only when something failed or was left).
 func (a *app) report(ctx context.Context, sum *ccsync.Summary, err error) {
-	ps := pullSummary{Summary: sum, NotStarted: max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)}
+	ps := pullSummary{Summary: sum, NotStarted: sum.NotStarted()}
 	if err != nil {
 		ps.Error, ps.ExitCode = oneLine(err.Error()), exitCode(ctx, err)
 		if ps.ExitCode == exitInterrupted {
@@ -920,16 +920,14 @@ func (a *app) report(ctx context.Context, sum *ccsync.Summary, err error) {
 			sum.Artifacts, ps.NotStarted, sum.Skipped, sum.Failed)
 		return
 	}
-	if a.quiet && sum.Failed == 0 && ps.NotStarted == 0 {
+	if a.quiet && sum.Failed == 0 && sum.Unfinished() == "" {
 		return
 	}
 	rate := float64(sum.Bytes) / max(sum.Elapsed.Seconds(), 0.001)
 	line := fmt.Sprintf("%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed",
 		sum.Artifacts, sum.Transferred, ccsync.HumanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond),
 		ccsync.HumanBytes(int64(rate)), sum.Skipped, sum.Failed)
-	if ps.NotStarted > 0 {
-		line += fmt.Sprintf(", %d not started", ps.NotStarted)
-	}
+	line += sum.Unfinished()
 	if sum.DiskErrors > 0 {
 		line += fmt.Sprintf(", %d written again after the disk failed to flush", sum.WrittenAgain)
 	}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,4 +329,33 @@ func TestProgressShowsHowFarFromTheStart(t *testing.T) {
 		}
 	}
 	t.Fatalf("within the first 8 of 40 files no status line showed a share, a total marked ~ and an ETA; lines seen:\n%s", strings.Join(lines, "\n"))
+}
+
+// TestProgressLinesWhenPiped: with stderr not a terminal, a progress line
+// every 5 seconds says the share done, the bytes done of the total (marked
+// ~ while it is a guess), the recent rate and the ETA.
+func TestProgressLinesWhenPiped(t *testing.T) {
+	w, _ := smallWorld(40, 256<<10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 256 << 10})
+	d := localDest(t, srv)
+	p := startTool(t, d.env, d.pull("-j", "2")...)
+	start := time.Now()
+	if !p.waitUntil(func() bool { return time.Since(start) > 6*time.Second }) {
+		t.Fatalf("the run ended before a progress line was due:\n%s", p.stderr.String())
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	r := p.wait(30 * time.Second)
+	wantCode(t, r, 130)
+	line := regexp.MustCompile(`(?m)^.*msg=progress.*$`).FindString(r.stderr)
+	want := regexp.MustCompile(`msg=progress percent=(\d+) done="([\d.]+) MiB" total="~([\d.]+) MiB" rate="([\d.]+) KiB/s" eta=(\d+)s files_done=\d+ files=40$`)
+	m := want.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("want a progress line with the share, the bytes done of a guessed total, the rate and the ETA; stderr:\n%s", r.stderr)
+	}
+	pct, done, total, rate, eta := atoi(m[1]), mib(m[2]), mib(m[3]), atoi(strings.Split(m[4], ".")[0]), atoi(m[5])
+	// 2 streams at 256 KiB/s: 512 KiB/s, about 2.5 MiB in 5 s of 10 MiB.
+	if total < 8<<20 || total > 12<<20 || rate < 400 || rate > 600 || pct < 15 || pct > 35 || done < 2<<20 || eta < 10 || eta > 20 {
+		t.Errorf("after 5 s of 10 MiB at 512 KiB/s: %q", line)
+	}
+	t.Logf("%s", line)
 }

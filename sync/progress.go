@@ -6,6 +6,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -411,7 +412,7 @@ func (p *logProgress) attrs(now time.Time) []any {
 		if e.guessed {
 			total = "~" + total
 		}
-		attrs = append(attrs, "percent", int(100*e.frac), "done", HumanBytes(e.done), "total", total)
+		attrs = append(attrs, "percent", int(math.Round(100*e.frac)), "done", HumanBytes(e.done), "total", total)
 	} else {
 		attrs = append(attrs, "done", HumanBytes(e.done))
 	}

@@ -34,8 +34,8 @@ func (s *Summary) failUnfinished() {
 	s.InFlight = 0
 }
 
-// noteKept notes that an attempt at a continues n bytes kept before it
-// (0: it starts from the first byte). The fewest any attempt continued are
+// noteKept notes that an attempt at a, which has its download slot,
+// continues n bytes kept before it (0: it starts from the first byte). The fewest any attempt continued are
 // the bytes an earlier run kept that this transfer did not download.
 func (a *Artifact) noteKept(n int64) {
 	if !a.looked || n < a.earlier {
@@ -47,17 +47,22 @@ func (a *Artifact) noteKept(n int64) {
 // transfer in this run downloaded.
 func (a *Artifact) newBytes(size int64) int64 {
 	if !a.looked {
-		return 0 // no attempt got as far as the destination: all of it is older
+		return 0 // no attempt got a download slot: what is kept is older
 	}
 	return max(0, size-a.earlier)
 }
 
 // inFlight counts a, whose transfer the end of the run cut short, as in
-// flight, with what the destination keeps of it for the next run.
+// flight, with what the destination keeps of it for the next run: unless
+// it was still waiting for a download slot with nothing kept, and so not
+// started.
 func (e *engine) inFlight(ctx context.Context, a *Artifact) {
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	kept := e.kept(kctx, a)
+	if !a.looked && kept == 0 {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sum.InFlight++

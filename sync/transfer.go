@@ -223,12 +223,12 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 			}
 		}
 	}
-	a.noteKept(keptBytes(part))
 	select {
 	case e.downloads <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	a.noteKept(keptBytes(part))
 	done := stdsync.OnceFunc(func() { <-e.downloads })
 	defer done()
 

@@ -24,8 +24,9 @@ import (
 )
 
 // TestInterruptSummarySaysWhatIsLeft: after Ctrl-C the summary says what
-// was transferred, already done, failed and not started, and the command
-// that resumes the run (without the token given on the command line).
+// was transferred, already done, failed, in flight and not started, and
+// the command that resumes the run (without the token given on the
+// command line).
 func TestInterruptSummarySaysWhatIsLeft(t *testing.T) {
 	w, arts := smallWorld(30, 64<<10)
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 256 << 10})
@@ -39,13 +40,13 @@ func TestInterruptSummarySaysWhatIsLeft(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGINT)
 	r := p.wait(30 * time.Second)
 	wantCode(t, r, 130)
-	m := regexp.MustCompile(`(\d+) artifacts: (\d+) transferred \(.*\), (\d+) already done, (\d+) failed, (\d+) not started`).FindStringSubmatch(r.stdout)
+	m := regexp.MustCompile(`(\d+) artifacts: (\d+) transferred \(.*\), (\d+) already done, (\d+) failed(?:, in flight: (\d+) \(.* kept for resume\))?, (\d+) not started`).FindStringSubmatch(r.stdout)
 	if m == nil {
 		t.Fatalf("the summary does not say what is left:\n%s", r.stdout)
 	}
-	n, transferred, done, failed, notStarted := atoi(m[1]), atoi(m[2]), atoi(m[3]), atoi(m[4]), atoi(m[5])
-	if n != len(arts) || transferred < 4 || done != 0 || failed != 0 || notStarted < 1 || transferred+notStarted != n {
-		t.Errorf("summary: %d artifacts, %d transferred, %d already done, %d failed, %d not started:\n%s", n, transferred, done, failed, notStarted, r.stdout)
+	n, transferred, done, failed, inFlight, notStarted := atoi(m[1]), atoi(m[2]), atoi(m[3]), atoi(m[4]), atoi(m[5]), atoi(m[6])
+	if n != len(arts) || transferred < 4 || done != 0 || failed != 0 || notStarted < 1 || transferred+inFlight+notStarted != n {
+		t.Errorf("summary: %d artifacts, %d transferred, %d already done, %d failed, %d in flight, %d not started:\n%s", n, transferred, done, failed, inFlight, notStarted, r.stdout)
 	}
 	want := fmt.Sprintf("to resume: artifact-sync pull %s --to %s -j 1 --layout '{job_number}/{path}'", slugArg, d.to)
 	if !strings.Contains(r.stdout, want) {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,4 +295,68 @@ func TestSkippedS3TestsAreCounted(t *testing.T) {
 			t.Errorf("go test %s: want one line with the total and each package's count (%s):\n%s", tc.pkgs, tc.want, screen)
 		}
 	}
+}
+
+// TestProgressShowsHowFarFromTheStart: sizes become known one response at
+// a time, so while most files have not started the total is a guess from
+// the sizes known; the line still shows the share done, the total marked
+// "~" and an ETA within the first files, not only once every file has
+// started.
+func TestProgressShowsHowFarFromTheStart(t *testing.T) {
+	const n, size = 40, 256 << 10
+	w, _ := smallWorld(n, size)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 256 << 10})
+	dest := t.TempDir()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "CIRCLECI_HOST=" + srv.URL, "CIRCLE_TOKEN=" + testToken}
+	term := startTerminal(t, 100, 20, env, fmt.Sprintf("%s pull %s -j 2 --to %s", buildTool(t), slugArg, dest))
+
+	early := regexp.MustCompile(`^\s*(\d+)% .*/~(\d+\.\d) MiB (\d+)/40 files .*ETA (\d+s|\d+m\d\ds)`)
+	filesDone := regexp.MustCompile(`(\d+)/40 files`)
+	var lines []string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(30 * time.Millisecond) {
+		line := statusLine(term.screen(false))
+		if len(lines) == 0 || line != lines[len(lines)-1] {
+			lines = append(lines, line)
+		}
+		if m := early.FindStringSubmatch(line); m != nil {
+			if total, _ := strconv.ParseFloat(m[2], 64); total < 8 || total > 12 {
+				t.Errorf("the guessed total is %s MiB, the run is 10 MiB: %q", m[2], line)
+			}
+			t.Logf("with %s of 40 files done: %q", m[3], line)
+			return
+		}
+		if m := filesDone.FindStringSubmatch(line); m != nil && atoi(m[1]) >= 8 || strings.Contains(line, "EXIT=") {
+			break
+		}
+	}
+	t.Fatalf("within the first 8 of 40 files no status line showed a share, a total marked ~ and an ETA; lines seen:\n%s", strings.Join(lines, "\n"))
+}
+
+// TestProgressLinesWhenPiped: with stderr not a terminal, a progress line
+// every 5 seconds says the share done, the bytes done of the total (marked
+// ~ while it is a guess), the recent rate and the ETA.
+func TestProgressLinesWhenPiped(t *testing.T) {
+	w, _ := smallWorld(40, 256<<10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 256 << 10})
+	d := localDest(t, srv)
+	p := startTool(t, d.env, d.pull("-j", "2")...)
+	start := time.Now()
+	if !p.waitUntil(func() bool { return time.Since(start) > 6*time.Second }) {
+		t.Fatalf("the run ended before a progress line was due:\n%s", p.stderr.String())
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	r := p.wait(30 * time.Second)
+	wantCode(t, r, 130)
+	line := regexp.MustCompile(`(?m)^.*msg=progress.*$`).FindString(r.stderr)
+	want := regexp.MustCompile(`msg=progress percent=(\d+) done="([\d.]+) MiB" total="~([\d.]+) MiB" rate="([\d.]+) KiB/s" eta=(\d+)s files_done=\d+ files=40$`)
+	m := want.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("want a progress line with the share, the bytes done of a guessed total, the rate and the ETA; stderr:\n%s", r.stderr)
+	}
+	pct, done, total, rate, eta := atoi(m[1]), mib(m[2]), mib(m[3]), atoi(strings.Split(m[4], ".")[0]), atoi(m[5])
+	// 2 streams at 256 KiB/s: 512 KiB/s, about 2.5 MiB in 5 s of 10 MiB.
+	if total < 8<<20 || total > 12<<20 || rate < 400 || rate > 600 || pct < 15 || pct > 35 || done < 2<<20 || eta < 10 || eta > 20 {
+		t.Errorf("after 5 s of 10 MiB at 512 KiB/s: %q", line)
+	}
+	t.Logf("%s", line)
 }

@@ -27,6 +27,12 @@ type Artifact struct {
 
 	noRanges bool // the server refused a range request for this artifact
 	resumed  bool // the last attempt continued kept bytes
+
+	// earlier is how many bytes kept before this transfer it continued,
+	// once an attempt has looked; they count as downloaded by an earlier
+	// run (see noteKept).
+	earlier int64
+	looked  bool
 }
 
 // JobFailure is a job whose artifacts could not be listed.

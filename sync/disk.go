@@ -148,7 +148,7 @@ func (d *disk) flushFailed(fe *sink.FlushError) {
 			d.e.man.Remove(manifestID(r.a))
 			d.e.mu.Lock()
 			d.e.sum.Transferred--
-			d.e.sum.Bytes -= r.size
+			d.e.sum.Bytes -= r.a.newBytes(r.size)
 			if again {
 				d.e.sum.WrittenAgain--
 			}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -63,12 +64,124 @@ func (nopProgress) Finish()            {}
 // a change of speed, long enough not to flicker.
 const rateWindow = 5 * time.Second
 
+// tally counts what both displays show: the files, the bytes downloaded,
+// the sizes known so far, and samples of the bytes over time for the rate.
+// Its zero value is ready; the methods may be called from many goroutines.
+type tally struct {
+	files atomic.Int64
+	done  atomic.Int64
+	bytes atomic.Int64
+
+	mu       stdsync.Mutex
+	sizes    map[string]int64 // the latest attempt's size per artifact; < 0: unknown
+	unsized  int64            // entries of sizes that are unknown
+	expected int64            // the sum of the known sizes
+	samples  []sample         // bytes at past moments, for the rate
+}
+
+type sample struct {
+	t     time.Time
+	bytes int64
+}
+
+func (t *tally) AddBytes(n int64) { t.bytes.Add(n) }
+func (t *tally) FileDone()        { t.done.Add(1) }
+
+func (t *tally) Size(key string, n int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sizes == nil {
+		t.sizes = map[string]int64{}
+	}
+	if prev, ok := t.sizes[key]; ok { // a retry: its size replaces the last
+		if prev < 0 {
+			t.unsized--
+		} else {
+			t.expected -= prev
+		}
+	}
+	t.sizes[key] = n
+	if n < 0 {
+		t.unsized++
+	} else {
+		t.expected += n
+	}
+}
+
+// estimate is how far a run is at one moment.
+type estimate struct {
+	files, filesDone int64
+	done             int64         // bytes downloaded
+	total            int64         // bytes in all, 0 while no size is known
+	guessed          bool          // total counts sizes not known yet at the mean of those known
+	frac             float64       // done/total; -1 without a total
+	rate             float64       // bytes per second over the last rateWindow
+	eta              time.Duration // -1 when not known
+}
+
+// estimate is how far the run is at now. Sizes become known as the
+// responses arrive, so until every one is, the total counts each unknown
+// size as the mean of the known ones: a run of many files has a share and
+// an ETA within its first seconds, marked as guessed. The ETA divides what
+// is left by the rate over the last rateWindow, not since the start, so it
+// follows a change of speed (a fast start on small files, a slow large one
+// at the end). now is passed in, and each call samples the bytes for the
+// rate.
+func (t *tally) estimate(now time.Time) estimate {
+	e := estimate{files: t.files.Load(), filesDone: t.done.Load(), done: t.bytes.Load(), frac: -1, eta: -1}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e.rate = t.rate(now, e.done)
+	unknown := max(e.files-int64(len(t.sizes)), 0) + t.unsized
+	if known := int64(len(t.sizes)) - t.unsized; known > 0 {
+		e.total = t.expected
+		if unknown > 0 {
+			e.guessed = true
+			e.total += int64(float64(t.expected) / float64(known) * float64(unknown))
+		}
+	}
+	switch {
+	case e.total == 0:
+		return e
+	case e.guessed:
+		e.total = max(e.total, e.done) // a download of no declared length ran past the guess
+	default:
+		e.done = min(e.done, e.total) // a retried attempt's bytes come twice
+	}
+	e.frac = float64(e.done) / float64(e.total)
+	if e.rate > 0 {
+		e.eta = time.Duration(float64(e.total-e.done) / e.rate * float64(time.Second))
+	}
+	return e
+}
+
+// rate adds the sample (now, bytes) and returns the bytes per second since
+// the newest sample at least rateWindow old (the oldest one until there is
+// such a sample), 0 over less than 0.2 s. Called with mu held.
+func (t *tally) rate(now time.Time, bytes int64) float64 {
+	if n := len(t.samples); n > 0 && now.Before(t.samples[n-1].t) {
+		now = t.samples[n-1].t // a clock read out of order
+	}
+	t.samples = append(t.samples, sample{now, bytes})
+	i := 0
+	for i+1 < len(t.samples)-1 && now.Sub(t.samples[i+1].t) >= rateWindow {
+		i++
+	}
+	t.samples = t.samples[i:]
+	first := t.samples[0]
+	if d := now.Sub(first.t).Seconds(); d > 0.2 {
+		return float64(bytes-first.bytes) / d
+	}
+	return 0
+}
+
 // NewBar draws progress on a terminal screen: while the plan is made, a
-// spinner with what has been resolved; then the share of bytes done (once
-// every transfer's size is known: until then it says how many are not),
-// the bytes, the recent rate, an ETA and the files done. It fits the
-// terminal's width (what matters most stays at 50 columns), redraws in
-// place ten times a second and clears itself at the end.
+// spinner with what has been resolved; then the share of bytes done, the
+// bytes of the total, the files done, the recent rate and an ETA. Until
+// every transfer's size is known the total is estimated from those that
+// are, and marked "~". It fits the terminal's width (what matters most
+// stays at 50 columns), redraws in place ten times a second and clears
+// itself at the end.
 func NewBar(s *Screen) Progress {
 	b := &barProgress{screen: s, stop: make(chan struct{}), start: time.Now()}
 	b.wg.Add(1)
@@ -77,67 +190,23 @@ func NewBar(s *Screen) Progress {
 }
 
 type barProgress struct {
+	tally
 	screen *Screen
 	start  time.Time
 
 	found   [foundKinds]atomic.Int64
 	pipes   atomic.Int64 // pipelines the selection asks for (the newest K), 0 if not known
 	started atomic.Bool
-	files   atomic.Int64
-	done    atomic.Int64
-	bytes   atomic.Int64
 
-	mu       stdsync.Mutex
-	sizes    map[string]int64 // the latest attempt's size per artifact; < 0: unknown
-	unsized  int64            // entries of sizes that are unknown
-	expected int64            // the sum of the known sizes
-
-	samples []sample // for the rate; touched by loop only
-	frame   int
+	frame int // of the spinner; touched by loop only
 
 	stopOnce stdsync.Once
 	stop     chan struct{}
 	wg       stdsync.WaitGroup
 }
 
-type sample struct {
-	t     time.Time
-	bytes int64
-}
-
-func (b *barProgress) Found(k Found)    { b.found[k].Add(1) }
-func (b *barProgress) Start(files int)  { b.files.Store(int64(files)); b.started.Store(true) }
-func (b *barProgress) AddBytes(n int64) { b.bytes.Add(n) }
-func (b *barProgress) FileDone()        { b.done.Add(1) }
-
-func (b *barProgress) Size(key string, n int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sizes == nil {
-		b.sizes = map[string]int64{}
-	}
-	if prev, ok := b.sizes[key]; ok { // a retry: its size replaces the last
-		if prev < 0 {
-			b.unsized--
-		} else {
-			b.expected -= prev
-		}
-	}
-	b.sizes[key] = n
-	if n < 0 {
-		b.unsized++
-	} else {
-		b.expected += n
-	}
-}
-
-// known returns how many artifacts' sizes are not known and the sum of those
-// that are.
-func (b *barProgress) known(files int64) (unknown, total int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return max(files-int64(len(b.sizes)), 0) + b.unsized, b.expected
-}
+func (b *barProgress) Found(k Found)   { b.found[k].Add(1) }
+func (b *barProgress) Start(files int) { b.files.Store(int64(files)); b.started.Store(true) }
 
 func (b *barProgress) Finish() {
 	b.stopOnce.Do(func() {
@@ -161,33 +230,12 @@ func (b *barProgress) loop() {
 	}
 }
 
-// rate is the bytes per second over the last rateWindow.
-func (b *barProgress) rate(now time.Time, bytes int64) float64 {
-	b.samples = append(b.samples, sample{now, bytes})
-	i := 0
-	for i < len(b.samples)-1 && now.Sub(b.samples[i].t) > rateWindow {
-		i++
-	}
-	b.samples = b.samples[i:]
-	first := b.samples[0]
-	if d := now.Sub(first.t).Seconds(); d > 0.2 {
-		return float64(bytes-first.bytes) / d
-	}
-	return 0
-}
-
 // line is the status line at now, at most width columns.
 func (b *barProgress) line(now time.Time, width int) string {
 	if !b.started.Load() {
 		return b.spinner(width)
 	}
-	bytes := b.bytes.Load()
-	rate := b.rate(now, bytes)
-	files, done := b.files.Load(), b.done.Load()
-	unknown, total := b.known(files)
-	if unknown == 0 {
-		bytes = min(bytes, total) // a retried attempt's bytes come twice
-	}
+	e := b.estimate(now)
 
 	// Parts in the order they are shown, each with a priority: when the
 	// line is too wide the least important go first.
@@ -196,24 +244,19 @@ func (b *barProgress) line(now time.Time, width int) string {
 		prio int
 	}
 	var parts []part
-	var frac float64 = -1
-	if unknown == 0 && total > 0 {
-		frac = min(float64(bytes)/float64(total), 1)
-		parts = append(parts, part{fmt.Sprintf("%3.0f%%", 100*frac), 0})
+	if e.frac >= 0 {
+		parts = append(parts, part{fmt.Sprintf("%3.0f%%", 100*e.frac), 0})
 	}
 	barAt := len(parts)
-	if unknown == 0 {
-		parts = append(parts, part{bytesOf(bytes, total), 2})
+	if e.total > 0 {
+		parts = append(parts, part{bytesOf(e.done, e.total, e.guessed), 2})
 	} else {
-		parts = append(parts, part{HumanBytes(bytes), 2})
+		parts = append(parts, part{HumanBytes(e.done), 2})
 	}
-	parts = append(parts, part{fmt.Sprintf("%d/%d files", done, files), 1})
-	parts = append(parts, part{HumanBytes(int64(rate)) + "/s", 4})
-	switch {
-	case unknown > 0:
-		parts = append(parts, part{fmt.Sprintf("%d of %d sizes not known yet", unknown, files), 5})
-	case rate > 0:
-		parts = append(parts, part{"ETA " + shortDuration(time.Duration(float64(total-bytes)/rate*float64(time.Second))), 3})
+	parts = append(parts, part{fmt.Sprintf("%d/%d files", e.filesDone, e.files), 1})
+	parts = append(parts, part{HumanBytes(int64(e.rate)) + "/s", 4})
+	if e.eta >= 0 {
+		parts = append(parts, part{"ETA " + shortDuration(e.eta), 3})
 	}
 	fits := func(ps []part, extra int) bool {
 		n := extra
@@ -234,8 +277,8 @@ func (b *barProgress) line(now time.Time, width int) string {
 	}
 	// The bar takes what is left, if that is enough to be read.
 	used := len(strings.Join(texts, " ")) + 1
-	if w := min(width-used, 40); frac >= 0 && w >= 12 {
-		texts = append(texts[:barAt:barAt], append([]string{drawBar(frac, w)}, texts[barAt:]...)...)
+	if w := min(width-used, 40); e.frac >= 0 && w >= 12 {
+		texts = append(texts[:barAt:barAt], append([]string{drawBar(e.frac, w)}, texts[barAt:]...)...)
 	}
 	line := strings.Join(texts, " ")
 	if len(line) > width {
@@ -292,10 +335,13 @@ func drawBar(frac float64, width int) string {
 	return s[i : j+1]
 }
 
-// bytesOf shows done of total, sharing the unit when it is the same:
-// "312.4/740.0 MiB".
-func bytesOf(done, total int64) string {
+// bytesOf shows done of total, sharing the unit when it is the same, the
+// total marked "~" when it is guessed: "312.4/740.0 MiB", "1.2/~740.0 MiB".
+func bytesOf(done, total int64, guessed bool) string {
 	d, t := HumanBytes(done), HumanBytes(total)
+	if guessed {
+		t = "~" + t
+	}
 	if du, tu := d[strings.LastIndexByte(d, ' ')+1:], t[strings.LastIndexByte(t, ' ')+1:]; du == tu {
 		return d[:len(d)-len(du)-1] + "/" + t
 	}
@@ -315,32 +361,31 @@ func shortDuration(d time.Duration) string {
 }
 
 // NewLogProgress logs a line every interval instead of drawing: for stderr
-// that is not a terminal (CI logs, cron mail), with no escape codes.
+// that is not a terminal (CI logs, cron mail), with no escape codes. Each
+// line says the share done, the bytes done of the total (guessed, and
+// marked "~", until every size is known), the recent rate, the ETA and the
+// files done.
 func NewLogProgress(log *slog.Logger, every time.Duration) Progress {
 	return &logProgress{log: log, every: every}
 }
 
 type logProgress struct {
+	tally
 	log      *slog.Logger
 	every    time.Duration
-	files    atomic.Int64
-	bytes    atomic.Int64
-	done     atomic.Int64
-	start    time.Time
 	stop     chan struct{}
 	stopOnce stdsync.Once
 	wg       stdsync.WaitGroup
 }
 
-func (p *logProgress) Found(Found)        {}
-func (p *logProgress) Size(string, int64) {}
+func (p *logProgress) Found(Found) {}
 
 func (p *logProgress) Start(files int) {
 	p.files.Store(int64(files))
 	if p.stop != nil {
 		return // more files found while the first ones transfer
 	}
-	p.start = time.Now()
+	p.estimate(time.Now()) // the rate counts from here
 	p.stop = make(chan struct{})
 	p.wg.Add(1)
 	go func() {
@@ -351,21 +396,32 @@ func (p *logProgress) Start(files int) {
 			select {
 			case <-p.stop:
 				return
-			case <-t.C:
-				p.line()
+			case now := <-t.C:
+				p.log.Info("progress", p.attrs(now)...)
 			}
 		}
 	}()
 }
 
-func (p *logProgress) line() {
-	b := p.bytes.Load()
-	p.log.Info("progress", "files_done", p.done.Load(), "files", p.files.Load(), "bytes", b,
-		"rate", HumanBytes(int64(float64(b)/max(time.Since(p.start).Seconds(), 0.001)))+"/s")
+// attrs are the details of the progress line at now.
+func (p *logProgress) attrs(now time.Time) []any {
+	e := p.estimate(now)
+	var attrs []any
+	if e.frac >= 0 {
+		total := HumanBytes(e.total)
+		if e.guessed {
+			total = "~" + total
+		}
+		attrs = append(attrs, "percent", int(math.Round(100*e.frac)), "done", HumanBytes(e.done), "total", total)
+	} else {
+		attrs = append(attrs, "done", HumanBytes(e.done))
+	}
+	attrs = append(attrs, "rate", HumanBytes(int64(e.rate))+"/s")
+	if e.eta >= 0 {
+		attrs = append(attrs, "eta", shortDuration(e.eta))
+	}
+	return append(attrs, "files_done", e.filesDone, "files", e.files)
 }
-
-func (p *logProgress) AddBytes(n int64) { p.bytes.Add(n) }
-func (p *logProgress) FileDone()        { p.done.Add(1) }
 
 func (p *logProgress) Finish() {
 	p.stopOnce.Do(func() {

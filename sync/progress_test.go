@@ -1,6 +1,9 @@
 package sync
 
 import (
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +22,9 @@ func TestBarCountsBytesOfEachArtifactOnce(t *testing.T) {
 	b.FileDone()
 	b.Size("gone", 0) // 404: no body
 	b.FileDone()
-	if line := b.line(time.Now(), 200); !strings.Contains(line, "1 of 3 sizes not known yet") || strings.Contains(line, "%") {
-		t.Errorf("with one artifact not started: %q", line)
+	// One size not known: guessed as the mean of the two known (100, 0).
+	if line := b.line(time.Now(), 200); !strings.Contains(line, "140/~150 B") {
+		t.Errorf("with one artifact not started, want 140 of about 150 bytes: %q", line)
 	}
 	b.Size("c", 100)
 	b.AddBytes(60)
@@ -64,4 +68,64 @@ func TestSpinnerCountsTheNewestPipelines(t *testing.T) {
 	if line := b.spinner(80); !strings.Contains(line, "resolving: pipelines 3/5, 12 jobs") {
 		t.Errorf("spinner: %q", line)
 	}
+}
+
+// TestBarEstimatesFromTheFirstSeconds: sizes become known as responses
+// arrive, one file after another. From the first size on, the line shows a
+// share and an ETA against a total guessed from the sizes known, marked
+// "~"; the ETA follows the rate of the last seconds, not the average since
+// the start; once every size is known the total is exact.
+func TestBarEstimatesFromTheFirstSeconds(t *testing.T) {
+	const files, size = 10, 1 << 20
+	b := &barProgress{screen: NewScreen(&strings.Builder{}, false), start: time.Now()}
+	b.Start(files)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) // a fake clock
+	var done int64
+	sized, finished := 0, 0
+	// advance moves the clock d at rate bytes per second, drawing the line
+	// every 100 ms as the bar does; each file's size becomes known when its
+	// download starts, and it is done when its last byte is in.
+	advance := func(d time.Duration, rate int64) string {
+		var line string
+		for step := time.Duration(0); step < d; step += 100 * time.Millisecond {
+			now = now.Add(100 * time.Millisecond)
+			n := min(rate/10, files*size-done)
+			done += n
+			b.AddBytes(n)
+			for sized < files && int64(sized)*size <= done {
+				b.Size(fmt.Sprintf("f%d", sized), size)
+				sized++
+			}
+			for finished < files && int64(finished+1)*size <= done {
+				b.FileDone()
+				finished++
+			}
+			line = b.line(now, 200)
+		}
+		return line
+	}
+
+	line := advance(time.Second, 100<<10)
+	if !strings.Contains(line, "/~10.0 MiB") || !regexp.MustCompile(`^\s*1% `).MatchString(line) || !strings.Contains(line, "ETA 1m41s") {
+		t.Errorf("after 1 s, one size of ten known: want 1%%, ~10.0 MiB and an ETA of 101 s at 100 KiB/s: %q", line)
+	}
+	advance(19*time.Second, 100<<10)
+	// The rate rises fourfold: 6000 KiB done after 30 s (200 KiB/s on
+	// average), 4240 KiB of about 10 MiB left at 400 KiB/s is 11 s.
+	line = advance(10*time.Second, 400<<10)
+	if !strings.Contains(line, "5.9/~10.0 MiB") || !strings.HasPrefix(line, " 59%") {
+		t.Errorf("after 30 s, six sizes of ten known: want 59%% of ~10.0 MiB: %q", line)
+	}
+	if m := regexp.MustCompile(`ETA (\d+)s`).FindStringSubmatch(line); m == nil || atoi(m[1]) < 10 || atoi(m[1]) > 12 {
+		t.Errorf("after the rate rose to 400 KiB/s with 4240 KiB left, want an ETA of about 11 s: %q", line)
+	}
+	line = advance(12*time.Second, 400<<10)
+	if !strings.HasPrefix(line, "100%") || !strings.Contains(line, "10.0/10.0 MiB") || strings.Contains(line, "~") {
+		t.Errorf("every size known: want the exact total: %q", line)
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

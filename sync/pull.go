@@ -109,7 +109,7 @@ type Summary struct {
 	Transferred int           `json:"transferred"`
 	Skipped     int           `json:"skipped"`
 	Failed      int           `json:"failed"`
-	Bytes       int64         `json:"bytes"`
+	Bytes       int64         `json:"bytes"` // downloaded by this run: not what an earlier run kept
 	Failures    []Failure     `json:"failures"`
 	Passed      []Skipped     `json:"-"`
 	Elapsed     time.Duration `json:"-"`
@@ -121,6 +121,12 @@ type Summary struct {
 	// and recorded (counted in Transferred too).
 	DiskErrors   int `json:"disk_errors,omitempty"`
 	WrittenAgain int `json:"written_again,omitempty"`
+
+	// InFlight counts the artifacts being transferred when the run
+	// stopped, and KeptBytes what the destination keeps of them for the
+	// next run to resume (see Unfinished).
+	InFlight  int   `json:"in_flight"`
+	KeptBytes int64 `json:"kept_bytes"`
 }
 
 // ErrCollision is returned, before anything is transferred, when the layout
@@ -208,7 +214,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		defer func() {
 			if lerr := lease.Err(); lerr != nil {
 				err = lerr // Pull's result
-				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+				sum.failUnfinished()
 			}
 		}()
 		opts.Manifest = leaseManifest(dest, opts.Manifest, lease)
@@ -253,7 +259,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 			e.disk.finish(fctx, m.Close(fctx) == nil)
 			if serr := e.disk.stopped(); serr != nil {
 				err = serr // Pull's result
-				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+				sum.failUnfinished()
 			}
 		}()
 	}
@@ -807,8 +813,10 @@ func (e *engine) work(ctx context.Context, q *queue) error {
 				case err == nil:
 					continue
 				case errors.As(err, &f):
+					e.inFlight(ctx, a)
 					return f.err
 				case gctx.Err() != nil:
+					e.inFlight(ctx, a)
 					return gctx.Err()
 				case errors.As(err, new(*notDurable)):
 					e.disk.lose(a) // written again after the others

@@ -54,12 +54,6 @@ func (s *Summary) Err() error {
 	return nil
 }
 
-// NotStarted counts the selected artifacts the run neither transferred,
-// skipped nor failed.
-func (s *Summary) NotStarted() int {
-	return max(0, s.Artifacts-s.Transferred-s.Skipped-s.Failed)
-}
-
 // Began reports whether the run got as far as the artifacts, so that a
 // summary has something to say beyond the error: one was transferred,
 // skipped or failed, or the run was interrupted with artifacts left.
@@ -96,16 +90,14 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 			s.Artifacts, r.NotStarted, s.Skipped, s.Failed)
 		return
 	}
-	if quiet && s.Failed == 0 && r.NotStarted == 0 {
+	if quiet && s.Failed == 0 && s.Unfinished() == "" {
 		return
 	}
 	rate := float64(s.Bytes) / max(s.Elapsed.Seconds(), 0.001)
 	line := fmt.Sprintf("%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed",
 		s.Artifacts, s.Transferred, HumanBytes(s.Bytes), s.Elapsed.Round(10*time.Millisecond),
 		HumanBytes(int64(rate)), s.Skipped, s.Failed)
-	if r.NotStarted > 0 {
-		line += fmt.Sprintf(", %d not started", r.NotStarted)
-	}
+	line += s.Unfinished()
 	if s.DiskErrors > 0 {
 		line += fmt.Sprintf(", %d written again after the disk failed to flush", s.WrittenAgain)
 	}

@@ -114,6 +114,7 @@ func (e *engine) transfer(ctx context.Context, a *Artifact) error {
 			return e.sinkError(err)
 		}
 	}
+	a.looked = false // a transfer again (see writeAgain) counts afresh
 	bud := e.newBudget()
 	for attempt := 1; ; attempt++ {
 		err := e.attempt(ctx, a)
@@ -227,6 +228,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	a.noteKept(keptBytes(part))
 	done := stdsync.OnceFunc(func() { <-e.downloads })
 	defer done()
 
@@ -289,6 +291,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		if off >= 0 {
 			// If-Range no longer matches: a new version, in full.
 			e.log.Debug("artifact changed since its bytes were kept; starting over", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path)
+			a.noteKept(0)
 			if err := resumer.DiscardPartial(ctx, a.Key); err != nil {
 				return e.sinkError(err)
 			}
@@ -343,7 +346,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	}
 	e.mu.Lock()
 	e.sum.Transferred++
-	e.sum.Bytes += info.Size
+	e.sum.Bytes += a.newBytes(info.Size)
 	e.mu.Unlock()
 	return nil
 }

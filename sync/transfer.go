@@ -268,6 +268,11 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	e.opts.Progress.Size(a.Key, resp.ContentLength)
 
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
+	defer func() {
+		if r, ok := src.r.(*reopener); ok {
+			r.Close()
+		}
+	}()
 	var info sink.Info
 	a.resumed = false
 	switch {
@@ -288,6 +293,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		case ok:
 			info, err = e.resumeRanges(ctx, a, resp, rr, rd, part, opts)
 		default:
+			src.r = e.newReopener(ctx, a, resp.Body, off, part.Total, part.Validator)
 			info, err = resumer.PutFrom(ctx, a.Key, off, src, opts)
 		}
 	case resp.StatusCode == http.StatusPartialContent:
@@ -303,10 +309,12 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		if resp.ContentLength > e.opts.MaxArtifactSize {
 			return &fatalArtifact{fmt.Errorf("the download declares %d bytes, more than --max-artifact-size %d", resp.ContentLength, e.opts.MaxArtifactSize)}
 		}
+		opts := sink.PutOptions{Size: resp.ContentLength, Metadata: metadata(a), Validator: sourceValidator(resp)}
 		if resp.ContentLength < 0 {
 			src.r = &capReader{r: resp.Body, left: e.opts.MaxArtifactSize, limit: e.opts.MaxArtifactSize}
+		} else {
+			src.r = e.newReopener(ctx, a, resp.Body, 0, resp.ContentLength, opts.Validator)
 		}
-		opts := sink.PutOptions{Size: resp.ContentLength, Metadata: metadata(a), Validator: sourceValidator(resp)}
 		if rw, rd, ok := e.multiStream(a, resp); ok {
 			info, err = e.fetchRanges(ctx, a, resp, rw, rd, opts)
 		} else {

@@ -33,6 +33,7 @@ type reopener struct {
 	start     int64  // at when the reopener began
 	from      int64  // at when body was opened
 	err       error  // the break being handled, if any
+	gaveUp    bool   // err stands: it is returned from now on
 	bud       *budget
 }
 
@@ -63,7 +64,8 @@ func (r *reopener) Read(p []byte) (int, error) {
 				return n, nil // the break is handled at the next Read
 			}
 		}
-		if !r.reopen() {
+		if r.gaveUp || !r.reopen() {
+			r.gaveUp = true
 			return 0, r.err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
 	"github.com/artifact-sync/artifact-sync/sink"
@@ -130,4 +131,31 @@ func checkObject(t *testing.T, dest sink.Sink, a *circlecitest.Artifact) {
 	if !bytes.Equal(got, content(t, a)) {
 		t.Errorf("%s differs from the artifact (%d bytes, want %d)", defaultKey(a), len(got), a.Size())
 	}
+}
+
+// An artifact replaced while its cut download goes on is not stitched
+// together from two versions: the answer for the rest carries the new
+// validator (If-Range sends the old one), so the download starts over and
+// the destination holds the new version whole.
+func TestCutDownloadOfReplacedArtifactStartsOver(t *testing.T) {
+	const size = 32 << 20
+	w, arts := cutWorld(1, size)
+	a := arts[0]
+	srv := circlecitest.Start(t, w, cutEvery(w, 1<<20, 32<<20))
+	client := newClient(t, srv.URL)
+	dest, dir := localSink(t)
+	opts := pullOpts()
+	opts.MultiThreadStreams = 1
+	go func() {
+		for srv.BytesServed() < size/4 {
+			time.Sleep(time.Millisecond)
+		}
+		a.Replace(size) // same size: only the validator tells
+	}()
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &ccsync.Selection{}, dest, opts)
+	if err != nil || sum.Failed != 0 || sum.Transferred != 1 {
+		t.Fatalf("pull: %+v, %v", sum, err)
+	}
+	checkTree(t, dir, arts)
+	t.Logf("served %.3fx the artifact", float64(srv.BytesServed())/size)
 }

@@ -29,16 +29,18 @@ const DefaultMaxStall = 10 * time.Minute
 const DefaultMaxArtifactSize = 64 << 30
 
 // budget bounds the attempts of one artifact (or one range of it): Retries
-// attempts in a row that kept nothing new, or MaxStall without progress.
-// Attempts that moved the kept bytes forward (by minProgress) renew it, so
-// a connection cut every few MiB slows a large download but never fails it.
+// attempts in a row that kept nothing new, or MaxStall without minProgress
+// more bytes kept. An attempt that kept any byte more renews the attempts,
+// so a connection cut every few KiB slows a download but never fails it;
+// only the clock of MaxStall asks for minProgress.
 type budget struct {
 	b        backoff.BackOff
 	max      int
 	left     int
 	maxStall time.Duration
-	since    time.Time // last progress, or the start
+	since    time.Time // last progress by minProgress, or the start
 	best     int64     // the most bytes kept so far
+	sinceAt  int64     // best when since was last set
 	refused  int       // storage refusals (401/403/404/410) met
 }
 
@@ -46,18 +48,23 @@ func (e *engine) newBudget() *budget {
 	return &budget{b: e.newBackOff(), max: e.opts.Retries, left: e.opts.Retries, maxStall: e.opts.MaxStall, since: time.Now()}
 }
 
-// minProgress is how much further than ever before the kept bytes must
-// have moved to renew a budget: a server that trickles a few bytes before
+// minProgress is how much further the kept bytes must have moved to
+// restart the clock of MaxStall: a server that trickles a few bytes before
 // each stall does not keep an artifact going for ever.
 const minProgress = 1 << 20
 
-// progress notes that kept bytes are now kept; at least minProgress more
-// than ever before renews the budget.
+// progress notes that kept bytes are now kept: any byte more than ever
+// before renews the attempts (and the backoff starts again from its first
+// wait); minProgress more restarts the clock of MaxStall too.
 func (x *budget) progress(kept int64) {
-	if kept >= x.best+minProgress {
-		x.best = kept
-		x.left = x.max
-		x.b.Reset()
+	if kept <= x.best {
+		return
+	}
+	x.best = kept
+	x.left = x.max
+	x.b.Reset()
+	if kept >= x.sinceAt+minProgress {
+		x.sinceAt = kept
 		x.since = time.Now()
 	}
 }
@@ -263,6 +270,11 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	e.opts.Progress.Size(a.Key, resp.ContentLength)
 
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}
+	defer func() {
+		if r, ok := src.r.(*reopener); ok {
+			r.Close()
+		}
+	}()
 	var info sink.Info
 	a.resumed = false
 	switch {
@@ -283,6 +295,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		case ok:
 			info, err = e.resumeRanges(ctx, a, resp, rr, rd, part, opts)
 		default:
+			src.r = e.newReopener(ctx, a, resp.Body, off, part.Total, part.Validator)
 			info, err = resumer.PutFrom(ctx, a.Key, off, src, opts)
 		}
 	case resp.StatusCode == http.StatusPartialContent:
@@ -299,10 +312,12 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		if resp.ContentLength > e.opts.MaxArtifactSize {
 			return &fatalArtifact{fmt.Errorf("the download declares %d bytes, more than --max-artifact-size %d", resp.ContentLength, e.opts.MaxArtifactSize)}
 		}
+		opts := sink.PutOptions{Size: resp.ContentLength, Metadata: metadata(a), Validator: sourceValidator(resp)}
 		if resp.ContentLength < 0 {
 			src.r = &capReader{r: resp.Body, left: e.opts.MaxArtifactSize, limit: e.opts.MaxArtifactSize}
+		} else {
+			src.r = e.newReopener(ctx, a, resp.Body, 0, resp.ContentLength, opts.Validator)
 		}
-		opts := sink.PutOptions{Size: resp.ContentLength, Metadata: metadata(a), Validator: sourceValidator(resp)}
 		if rw, rd, ok := e.multiStream(a, resp); ok {
 			info, err = e.fetchRanges(ctx, a, resp, rw, rd, opts)
 		} else {

@@ -289,7 +289,7 @@ func New(cfg Config) (*Client, error) {
 			rt = newTransport(maxConns, idle)
 		}
 	}
-	hc.Transport = &authTransport{token: cfg.Token, next: &idleTransport{d: idle, next: rt}}
+	hc.Transport = &authTransport{token: cfg.Token, next: &idleTransport{d: idle, next: &dialOnce{next: rt}}}
 	hc.CheckRedirect = checkRedirect(hc.CheckRedirect)
 
 	ua := cfg.UserAgent

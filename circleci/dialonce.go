@@ -2,6 +2,8 @@ package circleci
 
 import (
 	"crypto/tls"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -37,7 +39,10 @@ type hostConn struct {
 // opening is a request getting a connection for the ones that wait.
 type opening struct {
 	done chan struct{} // closed once it has a connection or failed
-	ok   bool          // it got one (set before done is closed)
+	// unreachable is set, before done is closed, when the request failed
+	// to connect. Another failure (a connection it found lost) lets the
+	// next request try, alone.
+	unreachable bool
 }
 
 func (d *dialOnce) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -66,10 +71,10 @@ func (d *dialOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 			case <-req.Context().Done():
 				return nil, req.Context().Err()
 			}
-			if !op.ok {
-				// It failed before it had a connection (refused, a
-				// timeout): the others try their own, at once, rather
-				// than each wait for the one before it to fail.
+			if op.unreachable {
+				// It could not connect (refused, a timeout): the others
+				// try their own, at once, rather than each wait for the
+				// one before it to fail.
 				return d.next.RoundTrip(req)
 			}
 			continue
@@ -85,10 +90,10 @@ func (d *dialOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 // op, and ends op as soon as it has one.
 func (d *dialOnce) open(req *http.Request, h *hostConn, op *opening) (*http.Response, error) {
 	var once sync.Once
-	end := func(ok, http1 bool) {
+	end := func(unreachable, http1 bool) {
 		once.Do(func() {
 			d.mu.Lock()
-			op.ok = ok
+			op.unreachable = unreachable
 			if http1 {
 				h.http1 = true
 			}
@@ -100,11 +105,26 @@ func (d *dialOnce) open(req *http.Request, h *hostConn, op *opening) (*http.Resp
 	trace := &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			tc, ok := info.Conn.(*tls.Conn)
-			end(true, ok && tc.ConnectionState().NegotiatedProtocol != "h2")
+			end(false, ok && tc.ConnectionState().NegotiatedProtocol != "h2")
 		},
 	}
 	resp, err := d.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
 	// A transport that does not trace its connections ends op here.
-	end(err == nil, err == nil && resp.ProtoMajor != 2)
+	end(err != nil && cannotConnect(err), err == nil && resp.ProtoMajor != 2)
 	return resp, err
+}
+
+// cannotConnect reports whether err is a failure to set up a connection:
+// a dial refused or timed out, a name that does not resolve, a TLS
+// handshake that failed or timed out.
+func cannotConnect(err error) bool {
+	var (
+		op   *net.OpError
+		dns  *net.DNSError
+		cert *tls.CertificateVerificationError
+		rec  tls.RecordHeaderError
+		ne   net.Error
+	)
+	return errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) ||
+		errors.As(err, &cert) || errors.As(err, &rec) || errors.As(err, &ne) && ne.Timeout()
 }

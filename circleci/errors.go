@@ -232,7 +232,8 @@ func redact(s, secret string) string {
 // IsRetryable reports whether err is worth retrying: a 429, 408 or 5xx
 // answer, a connection that failed or was reset, a body cut short, or an
 // idle timeout. Context cancellation and deadlines are never retryable, nor
-// are other 4xx answers, TLS certificate failures or usage errors.
+// are other 4xx answers, TLS certificate failures, usage errors or a
+// download whose host was down for the whole outage budget.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || isContextDeadline(err) {
 		return false
@@ -240,6 +241,9 @@ func IsRetryable(err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
 		return apiErr.retryable()
+	}
+	if _, down := errors.AsType[*hostDownError](err); down {
+		return false // waited for already, for the whole outage budget
 	}
 	if errors.Is(err, ErrIdleTimeout) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true

@@ -193,6 +193,10 @@ type chaosTrial struct {
 	faultPct int
 	cutEvery int64
 
+	// h2, when set, serves every host over HTTPS with HTTP/2 and adds
+	// faults of the connections themselves (see TestChaosHTTP2).
+	h2 *chaosH2
+
 	// tool
 	conc    int // 0: the default
 	streams int
@@ -275,7 +279,7 @@ func (tr *chaosTrial) String() string {
 	}
 	return fmt.Sprintf("seed %d: to %s; %d jobs of up to %d nodes, %d small artifacts of %d-%d KiB, %d large up to %d MiB (cutoff %d MiB, %d streams), listing fails: %v, storage 403: %v; latency %s, %d MiB/s per connection, redirect %v; faults %d%%, cut every %d KiB; -j %s; interrupts %v; first rerun --force: %v; a recorded artifact deleted after run 1: %v",
 		tr.seed, dst, tr.jobs, tr.nodes, tr.small, tr.smallMin>>10, tr.smallMax>>10, tr.large, tr.largeMax>>20, tr.cutoff>>20, tr.streams,
-		tr.listFail, tr.deny, tr.latency, tr.bandwidth>>20, tr.redirect, tr.faultPct, tr.cutEvery>>10, conc, tr.moments, tr.force, tr.remove)
+		tr.listFail, tr.deny, tr.latency, tr.bandwidth>>20, tr.redirect, tr.faultPct, tr.cutEvery>>10, conc, tr.moments, tr.force, tr.remove) + tr.h2.String()
 }
 
 // chaosWorld is a trial's world and what is expected of it.
@@ -489,12 +493,15 @@ type chaosSummary struct {
 func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 	t.Log(tr)
 	cw := tr.world()
-	srv := circlecitest.Start(t, cw.w, circlecitest.Options{Token: testToken, Latency: tr.latency, Bandwidth: tr.bandwidth, Redirect: tr.redirect})
+	srv := circlecitest.Start(t, cw.w, circlecitest.Options{Token: testToken, Latency: tr.latency, Bandwidth: tr.bandwidth, Redirect: tr.redirect, TLS: tr.h2 != nil})
 	var d dest
 	if tr.s3 {
 		d = s3Dest(t, srv, *s3env, fmt.Sprintf("chaos-%d", tr.seed))
 	} else {
 		d = localDest(t, srv)
+	}
+	if tr.h2 != nil {
+		d.env = trustFake(t, d.env, srv)
 	}
 	want := mirrorOf(cw.good...)
 	args := []string{"--json", "--multi-thread-cutoff", strconv.FormatInt(tr.cutoff>>10, 10) + "K", "--multi-thread-streams", strconv.Itoa(tr.streams)}
@@ -533,6 +540,7 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 		}
 
 		p := startTool(t, d.env, runArgs...)
+		stopNet := tr.h2.faults(srv, run <= len(tr.moments)+1, p)
 		var sent *chaosMoment
 		if interrupted {
 			m := tr.moments[run-1]
@@ -552,6 +560,7 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 			}
 		}
 		last = p.wait(3 * time.Minute)
+		stopNet()
 		settle(srv)
 		sum, sumErr := parseChaosSummary(last.stdout)
 		t.Logf("%s: exit %d in %s, %d KiB served; %s", what, last.code, last.elapsed.Round(time.Millisecond), srv.BytesServed()>>10, briefSummary(sum, sumErr))
@@ -618,6 +627,15 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 				early := int64(max(1, dl.Started-dl.Completed))
 				ac.allow(a, early*chaosRangeSlack, fmt.Sprintf("run %d: %d × %d (answers closed early)", run, early, chaosRangeSlack))
 			}
+			if dl := srv.Downloads(a); tr.h2 != nil && dl.Started > 1 {
+				// Connections cut or reset under it, which the fault
+				// policy does not see: each answer but the last may have
+				// been cut short and lose what a cut download may. (The
+				// server counts an answer complete once its bytes are
+				// in its HTTP/2 buffers, before a cut loses them.)
+				cut := int64(dl.Started - 1)
+				ac.allow(a, cut*slack, fmt.Sprintf("run %d: %d × %d (answers that may have been cut short with their connection)", run, cut, slack))
+			}
 			if inFlight[a] {
 				ac.allow(a, chaosWireSlack, fmt.Sprintf("run %d: %d (written to the last run's connection)", run, chaosWireSlack))
 			}
@@ -657,6 +675,10 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 
 		if !interrupted && sumErr == nil && tr.done(last, sum, cw) {
 			converged = true
+		}
+		if tr.h2 != nil && run == len(tr.moments)+1 && !converged {
+			t.Errorf("%s, over HTTP/2 with connections cut every %d KiB and %d bursts of resets: exit %d, want every artifact transferred and exit %d; %s\nstderr:\n%s",
+				what, tr.h2.cutEvery>>10, tr.h2.bursts, last.code, cw.wantCode(), briefSummary(sum, sumErr), tail(last.stderr))
 		}
 
 		if run == 1 && tr.remove {
@@ -699,6 +721,10 @@ func (tr *chaosTrial) run(t *testing.T, s3env *sinktest.S3Env) {
 		}
 	}
 	t.Logf("bytes served over all runs: %d for %d bytes of artifacts (%.2fx; bound %d)", total, cw.bytes, float64(total)/float64(max(cw.bytes, 1)), bound)
+	if tr.h2 != nil && float64(total) > chaosH2Bytes*float64(cw.bytes) {
+		t.Errorf("over HTTP/2, %d bytes served for %d bytes of artifacts (%.2fx): want at most %.2fx; a lost connection costs each transfer on it what it had not kept, no more",
+			total, cw.bytes, float64(total)/float64(max(cw.bytes, 1)), chaosH2Bytes)
+	}
 
 	// A run after a finished one transfers nothing.
 	if converged {

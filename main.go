@@ -304,7 +304,7 @@ func (a *app) pullCmd() *cobra.Command {
 }
 
 func (a *app) apiRetryFlag(cmd *cobra.Command) {
-	cmd.Flags().Var(ccsync.NewDuration(&a.api.Retry.MaxElapsed, "2m"), "api-retry-for", "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429) for this long before giving up")
+	cmd.Flags().Var(ccsync.NewDuration(&a.api.Retry.MaxElapsed, "2m"), "api-retry-for", "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429), and waiting for a download host that refuses or drops every connection, for this long before giving up")
 }
 
 func (a *app) s3Flags(cmd *cobra.Command) {

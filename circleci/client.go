@@ -106,10 +106,15 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Trouble is a spell of outage of the API; see Config.OnTrouble.
+// Trouble is a spell of outage of the API, or of a download host; see
+// Config.OnTrouble.
 type Trouble struct {
-	// Host is the API host as configured, without /api/v2.
+	// Host is the API host as configured, without /api/v2, or with
+	// Download the download host (host:port).
 	Host string
+	// Download reports that the spell is a download host's: an artifact
+	// host, or the storage host it redirects to.
+	Download bool
 	// Err is the failure that started the spell.
 	Err error
 	// RetryFor is how long each call keeps retrying (RetryPolicy.MaxElapsed).
@@ -121,6 +126,17 @@ type Trouble struct {
 
 // String says what is going on in one line, for a log.
 func (t Trouble) String() string {
+	if t.Download {
+		if t.Over {
+			return "download host " + t.Host + " answers again after " + roughly(t.Lasted).String() + "; transfers resume"
+		}
+		what := "failing"
+		var ne *netError
+		if errors.As(t.Err, &ne) {
+			what = "unreachable (" + ne.cause + ")"
+		}
+		return "download host " + t.Host + " " + what + "; its transfers wait for up to " + t.RetryFor.String() + " for it to answer"
+	}
 	if t.Over {
 		return "CircleCI API at " + t.Host + " answers again after " + roughly(t.Lasted).String() + " of trouble"
 	}
@@ -227,6 +243,8 @@ type Client struct {
 
 	// answered is set once the API host has sent any HTTP answer.
 	answered atomic.Bool
+	// downloadHosts follows the health of the download hosts.
+	downloadHosts downloadHosts
 	// troubleMu guards troubleSince, the start of the current spell of
 	// trouble (zero when there is none), and lastOK, when a call last
 	// succeeded.
@@ -289,7 +307,7 @@ func New(cfg Config) (*Client, error) {
 			rt = newTransport(maxConns, idle)
 		}
 	}
-	hc.Transport = &authTransport{token: cfg.Token, next: &idleTransport{d: idle, next: rt}}
+	hc.Transport = &authTransport{token: cfg.Token, next: &idleTransport{d: idle, next: &dialOnce{next: rt}}}
 	hc.CheckRedirect = checkRedirect(hc.CheckRedirect)
 
 	ua := cfg.UserAgent

@@ -39,7 +39,11 @@
 // The idempotent API GETs are retried here, with exponential backoff that
 // honours Retry-After: on 429, on 5xx, on connection failures and on idle
 // timeouts. Other 4xx answers are permanent. [Client.Download] never
-// retries: the caller retries the whole transfer.
+// retries a failed request: the caller retries the whole transfer. It
+// only waits out an outage of a download host that answered before and now
+// refuses or drops every connection, for the same span and reported the
+// same way as the API's, so that one host's outage is not each transfer's
+// failure.
 //
 // Retries ride out an outage: while the API host is unavailable (refused
 // or reset connections, timeouts, 502/503/504 from a gateway, 429) a call

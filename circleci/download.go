@@ -21,8 +21,12 @@ import (
 // 200 with the whole file. The body is not decompressed.
 //
 // A non-2xx answer fails with an [*Error] (the body is closed). Download does
-// not retry; the idle timeout applies to reading the body, and errors from
-// reading it are classified by [IsRetryable].
+// not retry a failed request, but rides out an outage of the host: when a
+// host that answered before refuses or drops every request, Download waits
+// for it and asks again, for up to RetryPolicy.MaxElapsed from the start of
+// the outage (reported once through Config.OnTrouble), then fails with an
+// error that is not retryable. The idle timeout applies to reading the
+// body, and errors from reading it are classified by [IsRetryable].
 func (c *Client) Download(ctx context.Context, rawURL string, offset int64, ifRange string) (*http.Response, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("circleci: negative download offset %d", offset)
@@ -52,9 +56,20 @@ func (c *Client) download(ctx context.Context, rawURL, rng, ifRange string) (*ht
 	if err := checkInsecure(u); err != nil {
 		return nil, err
 	}
+	var resp *http.Response
+	err = c.rideOut(ctx, func() (host string, err error) {
+		resp, host, err = c.downloadOnce(ctx, u, rng, ifRange)
+		return host, err
+	})
+	return resp, err
+}
+
+// downloadOnce sends one request of download and returns its answer and
+// the host that answered or failed: the last hop's, after redirects.
+func (c *Client) downloadOnce(ctx context.Context, u *url.URL, rng, ifRange string) (*http.Response, string, error) {
 	req, err := http.NewRequestWithContext(withTokenScope(ctx, u), http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, c.scrub(err)
+		return nil, u.Host, c.scrub(err)
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	// Exact bytes: a transparently decompressed body would break Range
@@ -76,15 +91,16 @@ func (c *Client) download(ctx context.Context, rawURL, rng, ifRange string) (*ht
 				host = hop.Host // the hop that failed, after redirects
 			}
 		}
-		return nil, downloadNetError(host, err)
+		return nil, host, downloadNetError(host, err)
 	}
+	host := resp.Request.URL.Host
 	if err := checkResponse(resp, c.token); err != nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		return nil, err
+		return nil, host, err
 	}
-	resp.Body = &downloadBody{ReadCloser: resp.Body, host: resp.Request.URL.Host}
-	return resp, nil
+	resp.Body = &downloadBody{ReadCloser: resp.Body, host: host}
+	return resp, host, nil
 }
 
 // downloadNetError says which host a download failed at and how, for an

@@ -232,7 +232,8 @@ func redact(s, secret string) string {
 // IsRetryable reports whether err is worth retrying: a 429, 408 or 5xx
 // answer, a connection that failed or was reset, a body cut short, or an
 // idle timeout. Context cancellation and deadlines are never retryable, nor
-// are other 4xx answers, TLS certificate failures or usage errors.
+// are other 4xx answers, TLS certificate failures, usage errors or a
+// download whose host was down for the whole outage budget.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || isContextDeadline(err) {
 		return false
@@ -240,6 +241,9 @@ func IsRetryable(err error) bool {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
 		return apiErr.retryable()
+	}
+	if _, down := errors.AsType[*hostDownError](err); down {
+		return false // waited for already, for the whole outage budget
 	}
 	if errors.Is(err, ErrIdleTimeout) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true
@@ -263,10 +267,7 @@ func IsRetryable(err error) bool {
 	if errors.Is(err, net.ErrClosed) {
 		return true
 	}
-	// HTTP/2 stream resets and GOAWAYs have unexported types.
-	msg := err.Error()
-	if strings.Contains(msg, "http2: server sent GOAWAY") || strings.Contains(msg, "stream error") ||
-		strings.Contains(msg, "connection reset") {
+	if http2Cause(err) != "" || strings.Contains(err.Error(), "connection reset") {
 		return true
 	}
 	var netErr net.Error
@@ -370,12 +371,52 @@ func netCause(err error) string {
 		return "connection closed in the middle of a response"
 	case errors.Is(err, io.EOF):
 		return "connection closed before an answer"
-	case strings.Contains(err.Error(), "http2: server sent GOAWAY"), strings.Contains(err.Error(), "stream error"):
-		return "HTTP/2 connection dropped"
+	case http2Cause(err) != "":
+		return http2Cause(err)
 	case errors.As(err, &ne) && ne.Timeout():
 		return "no answer in time"
 	case errors.As(err, &op):
 		return "connection failed (" + clean(op.Err.Error()) + ")"
+	}
+	return ""
+}
+
+// http2Failures are the errors of net/http's HTTP/2 client that end a
+// request because its connection or its stream is gone, by the start of
+// their text (their types are unexported), with what each means in a few
+// words. They are what a reset or a cut connection is over HTTP/1.1, and
+// retried alike: a retry takes another connection, the pool having dropped
+// the one that failed. A connection lost over HTTP/2 fails every request
+// it carried at once, with the first of these rather than a reset.
+var http2Failures = []struct{ prefix, cause string }{
+	{"http2: client connection force closed", "HTTP/2 connection lost"},
+	{"http2: client connection lost", "HTTP/2 connection lost"},
+	{"http2: client conn is closed", "HTTP/2 connection lost"},
+	{"http2: client conn not usable", "HTTP/2 connection lost"},
+	{"http2: client conn could not be established", "HTTP/2 connection could not be set up"},
+	{"http2: server sent GOAWAY", "the server closed the HTTP/2 connection (GOAWAY)"},
+	{"http2: Transport received Server's graceful shutdown GOAWAY", "the server closed the HTTP/2 connection (GOAWAY)"},
+	{"http2: timeout awaiting response headers", "no answer in time"},
+	{"stream error: ", "the server reset the HTTP/2 stream"},
+	{"connection error: ", "HTTP/2 protocol error"},
+}
+
+// http2Cause says what an HTTP/2 failure of err's chain means, or "" if
+// there is none. The chain is walked, since net/http's url.Error and this
+// package's own wrappers put text before it.
+func http2Cause(err error) string {
+	for e := err; e != nil; {
+		msg := e.Error()
+		for _, f := range http2Failures {
+			if strings.HasPrefix(msg, f.prefix) {
+				return f.cause
+			}
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			break
+		}
+		e = u.Unwrap()
 	}
 	return ""
 }

@@ -217,7 +217,7 @@ func (e *idleError) cause() string {
 // connection at both ends instead of one evicted for the other's sake. Over
 // TLS, HTTP/2 is negotiated where the host offers it (ForceAttemptHTTP2:
 // the custom dialer would otherwise turn it off), and then all requests to
-// that host share one connection.
+// that host share one connection, dialed once (see dialOnce).
 func newTransport(maxConns int, idle time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	dialer := &net.Dialer{Timeout: idle, KeepAlive: 30 * time.Second}

@@ -57,7 +57,10 @@
 // depend only on the request and its attempt number, so runs are
 // reproducible. [Server.Outage] takes a
 // host away for a while, as a real outage does: its connections are refused
-// (nothing listens) or reset, the open ones included. Counters and a request
+// (nothing listens) or reset, the open ones included; and
+// [Server.CutConnections] resets each of a host's connections after so many
+// bytes, as a TCP fault proxy in front of it would, which over HTTP/2 fails
+// every request the connection carries. Counters and a request
 // log ([Server.Requests], [Server.Downloads], [Server.PeakConcurrentDownloads]
 // and others) let a test assert on what the client did; the log records for
 // each request its protocol, the connection it came over and when it was

@@ -328,6 +328,9 @@ func reset(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
+	if fc, ok := c.(*faultConn); ok {
+		c = fc.NetConn()
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
@@ -347,6 +350,10 @@ type listener struct {
 	refusing   bool
 	resetUntil time.Time
 	conns      map[net.Conn]struct{}
+
+	// cutEvery and cuts are the connection faults: see CutConnections.
+	cutEvery atomic.Int64
+	cuts     atomic.Int64
 }
 
 // serve serves ln (a gateListener) over TLS when the Server has a
@@ -364,7 +371,7 @@ type connKey struct{}
 
 func (l *listener) forget(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn() // the gateListener tracks the TCP connection
+		c = tc.NetConn() // the gateListener tracks the connection it accepted
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -388,12 +395,13 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		// connection slips between an outage's start and its tracking.
 		g.l.mu.Lock()
 		down := g.l.refusing || time.Now().Before(g.l.resetUntil)
+		fc := &faultConn{Conn: c, l: g.l}
 		if !down {
-			g.l.conns[c] = struct{}{}
+			g.l.conns[fc] = struct{}{}
 		}
 		g.l.mu.Unlock()
 		if !down {
-			return c, nil
+			return fc, nil
 		}
 		reset(c)
 	}

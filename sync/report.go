@@ -74,6 +74,9 @@ type pullReport struct {
 	NotStarted int    `json:"not_started"`
 	Error      string `json:"error,omitempty"`
 	ExitCode   int    `json:"exit_code,omitempty"`
+	// FailedByCause groups the failures by cause, as the summary for
+	// people does; each failure is also in failures, with its cause.
+	FailedByCause []FailureGroup `json:"failed_by_cause,omitempty"`
 }
 
 // Report prints pull's summary to w: one JSON object with asJSON, otherwise
@@ -83,7 +86,7 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 	if s.Failures == nil {
 		s.Failures = []Failure{}
 	}
-	r := pullReport{Summary: s, NotStarted: s.NotStarted(), Error: o.message()}
+	r := pullReport{Summary: s, NotStarted: s.NotStarted(), Error: o.message(), FailedByCause: groupFailures(s.Failures)}
 	if o.Err != nil {
 		r.ExitCode = o.ExitCode
 	}
@@ -110,13 +113,7 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 		line += fmt.Sprintf(", %d written again after the disk failed to flush", s.WrittenAgain)
 	}
 	fmt.Fprintln(w, line)
-	for _, f := range s.Failures {
-		if f.Path == "" {
-			fmt.Fprintf(w, "  failed: job %d (%s): %s\n", f.JobNumber, Printable(f.JobName), Printable(f.Error))
-			continue
-		}
-		fmt.Fprintf(w, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, Printable(f.Error))
-	}
+	reportFailures(w, s.Failures)
 	for _, p := range s.Passed {
 		fmt.Fprintf(w, "  passed over: job %d %s (%s): %s\n", p.JobNumber, Printable(p.JobName), Printable(p.WorkflowName), Printable(p.Reason))
 	}

@@ -6,7 +6,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,4 +102,27 @@ func TestFailuresOfOneCauseAreOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDir(t, dir, mirrorOf(good...), true)
+}
+
+// TestLayoutFileFolderClashIsRefused: a layout that puts one artifact on
+// "report" and another on "report/index.html" is refused before any
+// download, exit 2, in one sentence naming both keys and what to do, and
+// leaves no DEST behind.
+func TestLayoutFileFolderClashIsRefused(t *testing.T) {
+	w := circlecitest.NewWorld()
+	wf := w.AddProject(slugArg, "main").AddPipeline("main").AddWorkflow("build")
+	wf.AddJob("a", circlecitest.JobOptions{}).AddArtifact(0, "report", 10)
+	wf.AddJob("b", circlecitest.JobOptions{}).AddArtifact(0, "report/index.html", 10)
+	wf.AddJob("c", circlecitest.JobOptions{}).AddArtifact(0, "other.txt", 10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	to := filepath.Join(t.TempDir(), "mirror")
+	r := runTool(t, toolEnv(t, srv), time.Minute, "pull", slugArg, "--to", to, "--layout", "{path}")
+	wantCode(t, r, 2)
+	wantOneLine(t, r, `"report"`, `"report/index.html"`, "--layout", "--exclude")
+	if n := srv.DownloadTotals().Started; n != 0 {
+		t.Errorf("%d downloads before the clash was refused", n)
+	}
+	if _, err := os.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused run left %s behind (%v)", to, err)
+	}
 }

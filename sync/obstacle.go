@@ -3,9 +3,18 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/artifact-sync/artifact-sync/sink"
 )
+
+// folderClash is the error of a plan in which file's key is a folder of
+// inside's key ("a" and "a/b"): no destination can hold both, and the
+// layout or the selection has to change.
+func folderClash(file, inside *Artifact) error {
+	return &explainedError{fmt.Sprintf("job %d node %d %q lands on %q and job %d node %d %q on %q, which needs %q as a folder: use a --layout that keeps them apart (with {job_number}, {node_index} and {path}), or leave one out with --exclude",
+		file.JobNumber, file.NodeIndex, file.Path, file.Key, inside.JobNumber, inside.NodeIndex, inside.Path, inside.Key, file.Key), ErrCollision}
+}
 
 // unblocked returns the artifacts of todo whose way at the destination is
 // clear, and fails the others without downloading them: those a file or a

@@ -558,13 +558,25 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 		}
 		owner[a.Key] = a
 	}
-	// A key that is a folder of another key ("report" and "report/x") is a
-	// clash the build made and the user cannot fix: both fail, alone.
-	for key, a := range owner {
+	// A key that is a folder of another key ("report" and "report/x"):
+	// with a Disjoint layout, two paths of one job node, which the build
+	// made; both fail, alone, as the job's transfers may have begun. Any
+	// other layout may have put them together, and the plan is whole
+	// before any transfer: the run is refused, as for two on one key.
+	for _, a := range arts {
+		key := a.Key
+		if key == "" || owner[key] != a {
+			continue
+		}
 		for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
-			if other, ok := owner[key[:i]]; ok {
-				clash[a], clash[other] = other, a
+			other, ok := owner[key[:i]]
+			if !ok {
+				continue
 			}
+			if !e.opts.Layout.Disjoint() {
+				return nil, folderClash(other, a)
+			}
+			clash[a], clash[other] = other, a
 		}
 	}
 	refused := make(map[*Artifact]error, len(clash))
@@ -574,7 +586,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 				"refused: two paths of one job node land on one key"}
 		} else {
 			refused[a] = &causedError{fmt.Sprintf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key)),
-				"refused: two artifacts would need one name as a file and as a folder at once"}
+				"refused: two paths of one job node would need one name as a file and as a folder at once"}
 		}
 	}
 	e.refuseFolded(arts, owner, refused)

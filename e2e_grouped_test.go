@@ -126,3 +126,30 @@ func TestLayoutFileFolderClashIsRefused(t *testing.T) {
 		t.Errorf("the refused run left %s behind (%v)", to, err)
 	}
 }
+
+// TestFailedListingsAreCountedAsJobs: a run whose every job listing failed
+// says that the listings failed, not that "2 of 0 artifacts failed", and
+// its counts line does not count the jobs as failed artifacts.
+func TestFailedListingsAreCountedAsJobs(t *testing.T) {
+	w := circlecitest.NewWorld()
+	wf := w.AddProject(slugArg, "main").AddPipeline("main").AddWorkflow("build")
+	a := wf.AddJob("a", circlecitest.JobOptions{})
+	a.AddArtifact(0, "a.txt", 10)
+	b := wf.AddJob("b", circlecitest.JobOptions{})
+	b.AddArtifact(0, "b.txt", 10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken,
+		Faults: circlecitest.OnRoute("artifacts", func(circlecitest.Call) circlecitest.Fault { return circlecitest.StatusFault(404, "") })})
+	r := runTool(t, toolEnv(t, srv), time.Minute, "pull", slugArg, "--to", t.TempDir())
+	wantCode(t, r, 1)
+	if line := lastLine(r.stderr); !strings.Contains(line, "listing the artifacts of 2 jobs failed; run the same command again to retry them") || strings.Contains(line, "of 0 artifacts") {
+		t.Errorf("last line of stderr: %s", line)
+	}
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if !strings.HasPrefix(lines[0], "0 artifacts: 0 transferred") || !strings.Contains(lines[0], "0 failed; the artifacts of 2 jobs could not be listed") {
+		t.Errorf("counts line: %s", lines[0])
+	}
+	want := fmt.Sprintf("; first: job %d (a), job %d (b)", a.Number(), b.Number())
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "  failed (2): listing its artifacts: ") || !strings.HasSuffix(lines[1], want) {
+		t.Errorf("the two listings that failed alike are not one line ending %q:\n%s", want, r.stdout)
+	}
+}

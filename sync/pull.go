@@ -124,6 +124,10 @@ type Summary struct {
 	// and recorded (counted in Transferred too).
 	DiskErrors   int `json:"disk_errors,omitempty"`
 	WrittenAgain int `json:"written_again,omitempty"`
+
+	// JobsFailed counts the jobs whose artifacts could not be listed: each
+	// is a failure entry, counted in Failed with the artifacts that failed.
+	JobsFailed int `json:"jobs_failed,omitempty"`
 }
 
 // ErrCollision is returned, before anything is transferred, when the layout
@@ -211,7 +215,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 		defer func() {
 			if lerr := lease.Err(); lerr != nil {
 				err = lerr // Pull's result
-				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+				sum.Failed += sum.NotStarted()
 			}
 		}()
 		opts.Manifest = leaseManifest(dest, opts.Manifest, lease)
@@ -256,7 +260,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 			e.disk.finish(fctx, m.Close(fctx) == nil)
 			if serr := e.disk.stopped(); serr != nil {
 				err = serr // Pull's result
-				sum.Failed += max(0, sum.Artifacts-sum.Transferred-sum.Skipped-sum.Failed)
+				sum.Failed += sum.NotStarted()
 			}
 		}()
 	}
@@ -727,6 +731,7 @@ func (e *engine) failJob(f JobFailure) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sum.Failed++
+	e.sum.JobsFailed++
 	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: f.JobNumber, JobName: f.JobName,
 		Error: "listing its artifacts: " + f.Err.Error(), Cause: "listing its artifacts: " + causeOf(f.Err)})
 	// Reported once, in the summary; as it happens only at -v.

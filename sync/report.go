@@ -40,7 +40,14 @@ func OneLine(s string) string {
 // (nil when it did): some artifacts failed, or the disk failed to flush.
 func (s *Summary) Err() error {
 	if s.Failed > 0 {
-		return &FailedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", s.Failed, s.Artifacts)}
+		var what []string
+		if n := s.artifactsFailed(); n > 0 {
+			what = append(what, fmt.Sprintf("%d of %d artifacts failed", n, s.Artifacts))
+		}
+		if s.JobsFailed > 0 {
+			what = append(what, fmt.Sprintf("listing the artifacts of %s failed", plural(s.JobsFailed, "job")))
+		}
+		return &FailedError{strings.Join(what, ", and ") + "; run the same command again to retry them"}
 	}
 	if s.DiskErrors > 0 {
 		// Everything was written again, but the disk is failing: exit 1
@@ -57,7 +64,20 @@ func (s *Summary) Err() error {
 // NotStarted counts the selected artifacts the run neither transferred,
 // skipped nor failed.
 func (s *Summary) NotStarted() int {
-	return max(0, s.Artifacts-s.Transferred-s.Skipped-s.Failed)
+	return max(0, s.Artifacts-s.Transferred-s.Skipped-s.artifactsFailed())
+}
+
+// artifactsFailed counts the artifacts that failed, leaving out the jobs
+// whose listing failed (which Failed counts too, and which have no
+// artifacts to count).
+func (s *Summary) artifactsFailed() int { return s.Failed - s.JobsFailed }
+
+// plural is n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // Began reports whether the run got as far as the artifacts, so that a
@@ -95,8 +115,12 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 		return
 	}
 	if s.DryRun {
-		fmt.Fprintf(w, "dry run: %d artifacts: %d to transfer, %d already done, %d refused\n",
-			s.Artifacts, r.NotStarted, s.Skipped, s.Failed)
+		line := fmt.Sprintf("dry run: %d artifacts: %d to transfer, %d already done, %d refused",
+			s.Artifacts, r.NotStarted, s.Skipped, s.artifactsFailed())
+		if s.JobsFailed > 0 {
+			line += fmt.Sprintf("; the artifacts of %s could not be listed", plural(s.JobsFailed, "job"))
+		}
+		fmt.Fprintln(w, line)
 		return
 	}
 	if quiet && s.Failed == 0 && r.NotStarted == 0 {
@@ -105,12 +129,15 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 	rate := float64(s.Bytes) / max(s.Elapsed.Seconds(), 0.001)
 	line := fmt.Sprintf("%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed",
 		s.Artifacts, s.Transferred, HumanBytes(s.Bytes), s.Elapsed.Round(10*time.Millisecond),
-		HumanBytes(int64(rate)), s.Skipped, s.Failed)
+		HumanBytes(int64(rate)), s.Skipped, s.artifactsFailed())
 	if r.NotStarted > 0 {
 		line += fmt.Sprintf(", %d not started", r.NotStarted)
 	}
 	if s.DiskErrors > 0 {
 		line += fmt.Sprintf(", %d written again after the disk failed to flush", s.WrittenAgain)
+	}
+	if s.JobsFailed > 0 {
+		line += fmt.Sprintf("; the artifacts of %s could not be listed", plural(s.JobsFailed, "job"))
 	}
 	fmt.Fprintln(w, line)
 	reportFailures(w, s.Failures)

@@ -127,6 +127,42 @@ func TestLayoutFileFolderClashIsRefused(t *testing.T) {
 	}
 }
 
+// TestNameGlobsThatMatchNothingSaySo: a --job-name or --workflow-name that
+// matches nothing, and an --exclude that drops every path, say so the way
+// an --include does, naming the flag, the glob and what there was; list
+// and pull still succeed.
+func TestNameGlobsThatMatchNothingSaySo(t *testing.T) {
+	w, _ := smallWorld(3, 10)
+	wf := w.Project(slugArg).Pipelines()[0].AddWorkflow("deploy")
+	wf.AddJob("ship", circlecitest.JobOptions{}).AddArtifact(0, "ship.txt", 10)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	env := toolEnv(t, srv)
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--job-name", "tset"}, "--job-name 'tset' matched none of 2 job names (build, ship)"},
+		{[]string{"--workflow-name", "nightly"}, "--workflow-name 'nightly' matched none of 2 workflow names (build, deploy)"},
+		{[]string{"--exclude", "**"}, "--exclude '**' left none of the 4 paths"},
+	} {
+		for _, cmd := range [][]string{{"list", slugArg}, {"pull", slugArg, "--to", t.TempDir()}} {
+			args := append(append([]string{}, cmd...), tc.flags...)
+			t.Run(strings.Join(args[:1], " ")+" "+strings.Join(tc.flags, " "), func(t *testing.T) {
+				r := runTool(t, env, time.Minute, args...)
+				wantCode(t, r, 0)
+				if !strings.Contains(r.stderr, tc.want) {
+					t.Errorf("stderr does not say %q:\n%s", tc.want, r.stderr)
+				}
+			})
+		}
+	}
+	r := runTool(t, env, time.Minute, "list", slugArg, "--job-name", "b*", "--workflow-name", "build")
+	wantCode(t, r, 0)
+	if strings.Contains(r.stderr, "matched none") {
+		t.Errorf("globs that matched warn:\n%s", r.stderr)
+	}
+}
+
 // TestFailedListingsAreCountedAsJobs: a run whose every job listing failed
 // says that the listings failed, not that "2 of 0 artifacts failed", and
 // its counts line does not count the jobs as failed artifacts.

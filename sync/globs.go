@@ -2,6 +2,8 @@ package sync
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	stdsync "sync"
 )
@@ -12,14 +14,62 @@ import (
 type globCounts struct {
 	mu      stdsync.Mutex
 	paths   int
+	kept    int
 	include []int
 	exclude []int
+
+	workflows, jobs nameCounts // --workflow-name and --job-name
+}
+
+// nameCounts counts, for --workflow-name or --job-name, how many names each
+// glob matched, and keeps the names met, so that a glob that matched none
+// can say which there were.
+type nameCounts struct {
+	matched []int
+	names   map[string]bool
 }
 
 // countGlobs starts counting what the globs match; Resolve calls it before
-// any path is listed.
+// any name or path is listed.
 func (s *Selection) countGlobs() {
-	s.globs = &globCounts{include: make([]int, len(s.Include)), exclude: make([]int, len(s.Exclude))}
+	s.globs = &globCounts{include: make([]int, len(s.Include)), exclude: make([]int, len(s.Exclude)),
+		workflows: nameCounts{matched: make([]int, len(s.WorkflowNames)), names: map[string]bool{}},
+		jobs:      nameCounts{matched: make([]int, len(s.JobNames)), names: map[string]bool{}}}
+}
+
+// matchWorkflow applies --workflow-name to a workflow's name, counting the
+// matches. It is safe for concurrent use.
+func (s *Selection) matchWorkflow(name string) bool {
+	return s.matchName(s.WorkflowNames, name, func(c *globCounts) *nameCounts { return &c.workflows })
+}
+
+// matchJob applies --job-name to a job's name, counting the matches. It is
+// safe for concurrent use.
+func (s *Selection) matchJob(name string) bool {
+	return s.matchName(s.JobNames, name, func(c *globCounts) *nameCounts { return &c.jobs })
+}
+
+func (s *Selection) matchName(globs []string, name string, counts func(*globCounts) *nameCounts) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	keep := false
+	hits := make([]int, len(globs))
+	for i, g := range globs {
+		if matchAny([]string{g}, name) {
+			hits[i], keep = 1, true
+		}
+	}
+	if c := s.globs; c != nil {
+		c.mu.Lock()
+		n := counts(c)
+		n.names[name] = true
+		for i, h := range hits {
+			n.matched[i] += h
+		}
+		c.mu.Unlock()
+	}
+	return keep
 }
 
 // matchPath applies --include and --exclude to an artifact path, counting
@@ -40,6 +90,7 @@ func (s *Selection) matchPath(p string) bool {
 	if c := s.globs; c != nil {
 		c.mu.Lock()
 		c.paths++
+		c.kept += b2i(keep)
 		for i, n := range inc {
 			c.include[i] += n
 		}
@@ -58,9 +109,15 @@ func b2i(b bool) int {
 	return 0
 }
 
-// UnmatchedGlobs says, for each --include or --exclude glob that matched
-// none of the paths listed, so, with a hint when the glob lacks the "**/"
-// that would let it match below the top folder.
+// namesShown is how many of the names there were a warning about a
+// --workflow-name or --job-name that matched none of them shows.
+const namesShown = 5
+
+// UnmatchedGlobs says, for each --workflow-name or --job-name glob that
+// matched none of the names met, so, with a few of those names; for each
+// --include or --exclude glob that matched none of the paths listed, so,
+// with a hint when the glob lacks the "**/" that would let it match below
+// the top folder; and when --exclude left none of the paths.
 func (s *Selection) UnmatchedGlobs() []string {
 	c := s.globs
 	if c == nil {
@@ -68,10 +125,11 @@ func (s *Selection) UnmatchedGlobs() []string {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	msgs := c.workflows.unmatched("--workflow-name", "workflow", s.WorkflowNames)
+	msgs = append(msgs, c.jobs.unmatched("--job-name", "job", s.JobNames)...)
 	if c.paths == 0 {
-		return nil
+		return msgs
 	}
-	var msgs []string
 	say := func(flag, g string) {
 		msg := fmt.Sprintf("%s '%s' matched none of %d paths", flag, g, c.paths)
 		if !strings.Contains(g, "/") {
@@ -87,6 +145,34 @@ func (s *Selection) UnmatchedGlobs() []string {
 	for i, n := range c.exclude {
 		if n == 0 {
 			say("--exclude", s.Exclude[i])
+		}
+	}
+	if c.kept == 0 && len(s.Exclude) > 0 && len(msgs) == 0 {
+		msgs = append(msgs, fmt.Sprintf("--exclude '%s' left none of the %d paths", strings.Join(s.Exclude, "' '"), c.paths))
+	}
+	return msgs
+}
+
+// unmatched says, for each of globs (given with flag) that matched none of
+// the names met, so, naming the first few names in order. Nothing is said
+// when no name was met: then an earlier flag selected nothing, and says so.
+func (n *nameCounts) unmatched(flag, what string, globs []string) []string {
+	if len(n.names) == 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(n.names))
+	shown := make([]string, 0, namesShown)
+	for _, name := range names[:min(namesShown, len(names))] {
+		shown = append(shown, Printable(name))
+	}
+	there := strings.Join(shown, ", ")
+	if more := len(names) - len(shown); more > 0 {
+		there += fmt.Sprintf(" and %d more", more)
+	}
+	var msgs []string
+	for i, m := range n.matched {
+		if m == 0 {
+			msgs = append(msgs, fmt.Sprintf("%s '%s' matched none of %d %s names (%s)", flag, Printable(globs[i]), len(names), what, there))
 		}
 	}
 	return msgs

@@ -101,6 +101,9 @@ type Failure struct {
 	NodeIndex int64  `json:"node_index"`
 	Path      string `json:"path"`
 	Error     string `json:"error"`
+	// Cause is Error without what names this artifact or job: the same
+	// for every failure of one cause, which the summary groups.
+	Cause string `json:"cause"`
 }
 
 // Summary counts what a run did; it is also the --json summary.
@@ -127,6 +130,9 @@ type Summary struct {
 	// next run to resume (see Unfinished).
 	InFlight  int   `json:"in_flight"`
 	KeptBytes int64 `json:"kept_bytes"`
+	// JobsFailed counts the jobs whose artifacts could not be listed: each
+	// is a failure entry, counted in Failed with the artifacts that failed.
+	JobsFailed int `json:"jobs_failed,omitempty"`
 }
 
 // ErrCollision is returned, before anything is transferred, when the layout
@@ -561,21 +567,35 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 		}
 		owner[a.Key] = a
 	}
-	// A key that is a folder of another key ("report" and "report/x") is a
-	// clash the build made and the user cannot fix: both fail, alone.
-	for key, a := range owner {
+	// A key that is a folder of another key ("report" and "report/x"):
+	// with a Disjoint layout, two paths of one job node, which the build
+	// made; both fail, alone, as the job's transfers may have begun. Any
+	// other layout may have put them together, and the plan is whole
+	// before any transfer: the run is refused, as for two on one key.
+	for _, a := range arts {
+		key := a.Key
+		if key == "" || owner[key] != a {
+			continue
+		}
 		for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
-			if other, ok := owner[key[:i]]; ok {
-				clash[a], clash[other] = other, a
+			other, ok := owner[key[:i]]
+			if !ok {
+				continue
 			}
+			if !e.opts.Layout.Disjoint() {
+				return nil, folderClash(other, a)
+			}
+			clash[a], clash[other] = other, a
 		}
 	}
 	refused := make(map[*Artifact]error, len(clash))
 	for a, other := range clash {
 		if a.Key == other.Key {
-			refused[a] = fmt.Errorf("refused: job %d node %d %q and %q both land on %q", other.JobNumber, other.NodeIndex, other.Path, a.Path, a.Key)
+			refused[a] = &causedError{fmt.Sprintf("refused: job %d node %d %q and %q both land on %q", other.JobNumber, other.NodeIndex, other.Path, a.Path, a.Key),
+				"refused: two paths of one job node land on one key"}
 		} else {
-			refused[a] = fmt.Errorf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key))
+			refused[a] = &causedError{fmt.Sprintf("refused: %q and job %d node %d %q would need %q as a file and as a folder at once", a.Key, other.JobNumber, other.NodeIndex, other.Path, min(a.Key, other.Key)),
+				"refused: two paths of one job node would need one name as a file and as a folder at once"}
 		}
 	}
 	e.refuseFolded(arts, owner, refused)
@@ -612,7 +632,7 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 		}
 		todo = append(todo, a)
 	}
-	return todo, nil
+	return e.unblocked(ctx, todo), nil
 }
 
 // nextSlash is the index of the next '/' in key after i, or -1.
@@ -692,7 +712,8 @@ func checkKey(key string) error {
 	}
 	first, _, _ := strings.Cut(key, "/")
 	if strings.EqualFold(strings.TrimRight(first, ". "), StateDir) {
-		return fmt.Errorf("key %q is inside %s/, which artifact-sync keeps for itself", key, StateDir)
+		return &causedError{fmt.Sprintf("key %q is inside %s/, which artifact-sync keeps for itself", key, StateDir),
+			fmt.Sprintf("the key is inside %s/, which artifact-sync keeps for itself", StateDir)}
 	}
 	return nil
 }
@@ -705,7 +726,7 @@ func (e *engine) fail(a *Artifact, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sum.Failed++
-	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path, Error: err.Error()})
+	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: a.JobNumber, NodeIndex: a.NodeIndex, Path: a.Path, Error: err.Error(), Cause: causeOf(err)})
 	// Reported once, in the summary; as it happens only at -v.
 	e.log.Debug("artifact failed", "job", a.JobNumber, "node", a.NodeIndex, "path", a.Path, "error", err)
 }
@@ -715,7 +736,9 @@ func (e *engine) failJob(f JobFailure) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sum.Failed++
-	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: f.JobNumber, JobName: f.JobName, Error: "listing its artifacts: " + f.Err.Error()})
+	e.sum.JobsFailed++
+	e.sum.Failures = append(e.sum.Failures, Failure{JobNumber: f.JobNumber, JobName: f.JobName,
+		Error: "listing its artifacts: " + f.Err.Error(), Cause: "listing its artifacts: " + causeOf(f.Err)})
 	// Reported once, in the summary; as it happens only at -v.
 	e.log.Debug("job failed", "job", f.JobNumber, "name", f.JobName, "error", f.Err)
 }

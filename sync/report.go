@@ -40,7 +40,14 @@ func OneLine(s string) string {
 // (nil when it did): some artifacts failed, or the disk failed to flush.
 func (s *Summary) Err() error {
 	if s.Failed > 0 {
-		return &FailedError{fmt.Sprintf("%d of %d artifacts failed; run the same command again to retry them", s.Failed, s.Artifacts)}
+		var what []string
+		if n := s.artifactsFailed(); n > 0 {
+			what = append(what, fmt.Sprintf("%d of %d artifacts failed", n, s.Artifacts))
+		}
+		if s.JobsFailed > 0 {
+			what = append(what, fmt.Sprintf("listing the artifacts of %s failed", plural(s.JobsFailed, "job")))
+		}
+		return &FailedError{strings.Join(what, ", and ") + "; run the same command again to retry them"}
 	}
 	if s.DiskErrors > 0 {
 		// Everything was written again, but the disk is failing: exit 1
@@ -52,6 +59,19 @@ func (s *Summary) Err() error {
 		return &FailedError{msg + "; check the disk (dmesg, free space)"}
 	}
 	return nil
+}
+
+// artifactsFailed counts the artifacts that failed, leaving out the jobs
+// whose listing failed (which Failed counts too, and which have no
+// artifacts to count).
+func (s *Summary) artifactsFailed() int { return s.Failed - s.JobsFailed }
+
+// plural is n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // Began reports whether the run got as far as the artifacts, so that a
@@ -68,6 +88,9 @@ type pullReport struct {
 	NotStarted int    `json:"not_started"`
 	Error      string `json:"error,omitempty"`
 	ExitCode   int    `json:"exit_code,omitempty"`
+	// FailedByCause groups the failures by cause, as the summary for
+	// people does; each failure is also in failures, with its cause.
+	FailedByCause []FailureGroup `json:"failed_by_cause,omitempty"`
 }
 
 // Report prints pull's summary to w: one JSON object with asJSON, otherwise
@@ -77,7 +100,7 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 	if s.Failures == nil {
 		s.Failures = []Failure{}
 	}
-	r := pullReport{Summary: s, NotStarted: s.NotStarted(), Error: o.message()}
+	r := pullReport{Summary: s, NotStarted: s.NotStarted(), Error: o.message(), FailedByCause: groupFailures(s.Failures)}
 	if o.Err != nil {
 		r.ExitCode = o.ExitCode
 	}
@@ -86,8 +109,12 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 		return
 	}
 	if s.DryRun {
-		fmt.Fprintf(w, "dry run: %d artifacts: %d to transfer, %d already done, %d refused\n",
-			s.Artifacts, r.NotStarted, s.Skipped, s.Failed)
+		line := fmt.Sprintf("dry run: %d artifacts: %d to transfer, %d already done, %d refused",
+			s.Artifacts, r.NotStarted, s.Skipped, s.artifactsFailed())
+		if s.JobsFailed > 0 {
+			line += fmt.Sprintf("; the artifacts of %s could not be listed", plural(s.JobsFailed, "job"))
+		}
+		fmt.Fprintln(w, line)
 		return
 	}
 	if quiet && s.Failed == 0 && s.Unfinished() == "" {
@@ -96,19 +123,16 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 	rate := float64(s.Bytes) / max(s.Elapsed.Seconds(), 0.001)
 	line := fmt.Sprintf("%d artifacts: %d transferred (%s in %s, %s/s), %d already done, %d failed",
 		s.Artifacts, s.Transferred, HumanBytes(s.Bytes), s.Elapsed.Round(10*time.Millisecond),
-		HumanBytes(int64(rate)), s.Skipped, s.Failed)
+		HumanBytes(int64(rate)), s.Skipped, s.artifactsFailed())
 	line += s.Unfinished()
 	if s.DiskErrors > 0 {
 		line += fmt.Sprintf(", %d written again after the disk failed to flush", s.WrittenAgain)
 	}
-	fmt.Fprintln(w, line)
-	for _, f := range s.Failures {
-		if f.Path == "" {
-			fmt.Fprintf(w, "  failed: job %d (%s): %s\n", f.JobNumber, Printable(f.JobName), Printable(f.Error))
-			continue
-		}
-		fmt.Fprintf(w, "  failed: job %d node %d %q: %s\n", f.JobNumber, f.NodeIndex, f.Path, Printable(f.Error))
+	if s.JobsFailed > 0 {
+		line += fmt.Sprintf("; the artifacts of %s could not be listed", plural(s.JobsFailed, "job"))
 	}
+	fmt.Fprintln(w, line)
+	reportFailures(w, s.Failures)
 	for _, p := range s.Passed {
 		fmt.Fprintf(w, "  passed over: job %d %s (%s): %s\n", p.JobNumber, Printable(p.JobName), Printable(p.WorkflowName), Printable(p.Reason))
 	}

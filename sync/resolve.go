@@ -245,7 +245,7 @@ func (r *resolver) pipeline(ctx context.Context, g *errgroup.Group, p *circleci.
 			if err != nil {
 				return fmt.Errorf("workflows of pipeline %d: %w", p.Number, err)
 			}
-			if !matchAny(r.sel.WorkflowNames, w.Name) {
+			if !r.sel.matchWorkflow(w.Name) {
 				continue
 			}
 			wb := base
@@ -257,7 +257,7 @@ func (r *resolver) pipeline(ctx context.Context, g *errgroup.Group, p *circleci.
 }
 
 func (r *resolver) workflowJobs(ctx context.Context, w circleci.Workflow, base Job, emit func(Job)) error {
-	if !matchAny(r.sel.WorkflowNames, w.Name) {
+	if !r.sel.matchWorkflow(w.Name) {
 		return nil
 	}
 	for j, err := range r.api.WorkflowJobs(ctx, w.ID) {
@@ -267,7 +267,7 @@ func (r *resolver) workflowJobs(ctx context.Context, w circleci.Workflow, base J
 		if j.JobNumber == nil || j.Type == "approval" {
 			continue // approval jobs and jobs that never ran have no artifacts
 		}
-		if !matchAny(r.sel.JobNames, j.Name) {
+		if !r.sel.matchJob(j.Name) {
 			continue
 		}
 		job := base
@@ -290,7 +290,7 @@ func (r *resolver) job(ctx context.Context, n int64, pipelines *pipelineCache, e
 		Project: r.slug.String(), JobName: d.Name, JobNumber: n,
 		WorkflowName: d.LatestWorkflow.Name, WorkflowID: d.LatestWorkflow.ID, PipelineID: d.Pipeline.ID,
 	}
-	if !matchAny(r.sel.WorkflowNames, job.WorkflowName) || !matchAny(r.sel.JobNames, job.JobName) {
+	if !r.sel.matchWorkflow(job.WorkflowName) || !r.sel.matchJob(job.JobName) {
 		return nil
 	}
 	if d.Pipeline.ID != "" {

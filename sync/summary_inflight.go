@@ -9,7 +9,7 @@ import (
 // NotStarted counts the artifacts the run did not get to: neither
 // transferred, already done, failed nor in flight when it stopped.
 func (s *Summary) NotStarted() int {
-	return max(0, s.Artifacts-s.Transferred-s.Skipped-s.Failed-s.InFlight)
+	return max(0, s.Artifacts-s.Transferred-s.Skipped-s.artifactsFailed()-s.InFlight)
 }
 
 // Unfinished is how the summary line ends for a run that left artifacts to

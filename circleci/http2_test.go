@@ -128,3 +128,80 @@ func fetchRetrying(t *testing.T, c *Client, rawURL string, size int64, failed fu
 		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
 	}
 }
+
+// TestSilentHTTP2ConnectionIsLeft: an HTTP/2 connection that goes silent
+// (its path gone, no reset) carries every transfer to its host; the
+// client notices by a ping that is not answered, drops it and dials
+// again, so the transfers go on instead of failing attempt after attempt
+// on the same dead connection, each after a full idle timeout.
+func TestSilentHTTP2ConnectionIsLeft(t *testing.T) {
+	const (
+		conc  = 4
+		count = 8
+		idle  = 2 * time.Second
+	)
+	w := circlecitest.NewWorld()
+	job := w.AddProject("gh/acme/widgets", "main").AddPipeline("main").AddWorkflow("build").AddJob("build", circlecitest.JobOptions{})
+	var arts []*circlecitest.Artifact
+	for i := range count {
+		arts = append(arts, job.AddArtifact(0, fmt.Sprintf("out/f-%02d.bin", i), 1<<20+int64(i)<<10))
+	}
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, TLS: true, Bandwidth: 4 << 20})
+	srv.SilenceConnections(circlecitest.HostArtifacts, 2<<20, 2)
+	tr := newTransport(conc, idle)
+	tr.TLSClientConfig = &tls.Config{RootCAs: srv.CertPool()}
+	c, err := New(Config{Host: srv.URL, Token: testToken, HTTPClient: &http.Client{Transport: tr}, IdleTimeout: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Five attempts in a row that keep nothing fail an artifact, as
+	// --retries does.
+	const retries = 5
+	work := make(chan *circlecitest.Artifact)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+		next:
+			for a := range work {
+				h := sha256.New()
+				var have int64
+				for fruitless := 0; have < a.Size(); {
+					n, err := func() (int64, error) {
+						resp, err := c.Download(t.Context(), srv.ArtifactURLFor(a), have, "")
+						if err != nil {
+							return 0, err
+						}
+						defer resp.Body.Close()
+						return io.Copy(h, resp.Body)
+					}()
+					have += n
+					switch {
+					case have == a.Size():
+					case n > 0:
+						fruitless = 0
+					case err != nil && !IsRetryable(err):
+						t.Errorf("%s: %v", a.Path(), err)
+						continue next
+					default:
+						if fruitless++; fruitless == retries {
+							t.Errorf("%s: %d attempts in a row kept nothing (%d of %d bytes): %v", a.Path(), retries, have, a.Size(), err)
+							continue next
+						}
+					}
+				}
+				if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256() {
+					t.Errorf("%s: sha256 %s, want %s", a.Path(), got, a.SHA256())
+				}
+			}
+		})
+	}
+	for _, a := range arts {
+		work <- a
+	}
+	close(work)
+	wg.Wait()
+	if n := srv.ConnectionsSilenced(circlecitest.HostArtifacts); n != 2 {
+		t.Errorf("%d connections went silent, want 2: the test tests nothing", n)
+	}
+	t.Logf("%d connections accepted", srv.Connections(circlecitest.HostArtifacts))
+}

@@ -228,5 +228,12 @@ func newTransport(maxConns int, idle time.Duration) *http.Transport {
 	t.MaxIdleConnsPerHost = maxConns
 	t.IdleConnTimeout = 90 * time.Second
 	t.ForceAttemptHTTP2 = true
+	// An HTTP/2 connection carries every transfer to its host. One whose
+	// path has gone without a reset (a NAT or load balancer that forgot
+	// it) would take each retry too, every one failing after a full idle
+	// timeout, until TCP gives up many minutes later: a ping after half
+	// the idle timeout without a frame, unanswered for as long again,
+	// drops it, and the retries dial afresh.
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: idle / 2, PingTimeout: idle / 2}
 	return t
 }

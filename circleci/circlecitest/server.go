@@ -354,6 +354,9 @@ type listener struct {
 	// cutEvery and cuts are the connection faults: see CutConnections.
 	cutEvery atomic.Int64
 	cuts     atomic.Int64
+	// silenceAfter, silenceNext and silenced are the silences: see
+	// SilenceConnections.
+	silenceAfter, silenceNext, silenced atomic.Int64
 }
 
 // serve serves ln (a gateListener) over TLS when the Server has a
@@ -395,7 +398,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		// connection slips between an outage's start and its tracking.
 		g.l.mu.Lock()
 		down := g.l.refusing || time.Now().Before(g.l.resetUntil)
-		fc := &faultConn{Conn: c, l: g.l}
+		fc := newFaultConn(c, g.l)
 		if !down {
 			g.l.conns[fc] = struct{}{}
 		}

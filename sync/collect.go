@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	stdsync "sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -27,6 +28,9 @@ type Artifact struct {
 
 	noRanges bool // the server refused a range request for this artifact
 	resumed  bool // the last attempt continued kept bytes
+	// firstByte is how long the last attempt's request took to be
+	// answered: about the round trip, which sizes range requests.
+	firstByte time.Duration
 }
 
 // JobFailure is a job whose artifacts could not be listed.

@@ -164,7 +164,7 @@ func (e *engine) fill(ctx context.Context, a *Artifact, pending sink.Pending, si
 	defer stopBody()
 
 	head := &part{first: missing[0].From, last: missing[0].To - 1}
-	rate, err := e.probe(body, head, pending, a.firstByte)
+	rate, broken, err := e.probe(body, head, pending, a.firstByte)
 	if err != nil {
 		return sink.Info{}, err
 	}
@@ -174,7 +174,7 @@ func (e *engine) fill(ctx context.Context, a *Artifact, pending sink.Pending, si
 		left += m.To - m.From
 	}
 	left -= head.done
-	if !e.splits(d, rate, a.firstByte, left) {
+	if !e.splits(d, rate, a.firstByte, left, broken) {
 		// One connection: the rest of the first missing span from body,
 		// then each other span with a request of its own.
 		spans := []*part{head}
@@ -233,8 +233,9 @@ const DefaultMultiThreadFastRate = 128 << 20 // bytes per second
 // probe reads the start of p from body, the GET under way that took rtt to
 // answer, for the probe time or until p is done, and returns the
 // connection's rate in bytes per second over the second half of that time.
-// A read error is left for fetchPart to meet again and retry.
-func (e *engine) probe(body io.Reader, p *part, w io.WriterAt, rtt time.Duration) (rate float64, err error) {
+// A read error ends the probe (broken) and is left for fetchPart to meet
+// again and retry.
+func (e *engine) probe(body io.Reader, p *part, w io.WriterAt, rtt time.Duration) (rate float64, broken bool, err error) {
 	window := max(probeTime, 4*rtt)
 	start := time.Now()
 	mid, midDone := start, int64(0)
@@ -252,20 +253,21 @@ func (e *engine) probe(body io.Reader, p *part, w io.WriterAt, rtt time.Duration
 			p.done += int64(wn)
 			e.opts.Progress.AddBytes(int64(wn))
 			if werr != nil {
-				return 0, werr
+				return 0, false, werr
 			}
 		}
 		if rerr != nil {
+			broken = true
 			break
 		}
 	}
 	if midDone == 0 {
 		mid = start
 	}
-	return float64(p.done-max(midDone, 0)) / max(time.Since(mid).Seconds(), 1e-6), nil
+	return float64(p.done-midDone) / max(time.Since(mid).Seconds(), 1e-6), broken, nil
 }
 
-// cutSlack is what closing a response early throws away besides the bytes
+// cutSlack is what closing a response early throws away besides what is
 // in flight on the network: the socket buffers at both ends.
 const cutSlack = 64 << 10
 
@@ -273,17 +275,27 @@ const cutSlack = 64 << 10
 // several streams, given the rate and round trip of its first connection,
 // and sizes its requests. More connections help when one is slow (a
 // server or path that caps each connection), and the file is split only
-// when the bytes cutting the GET throws away are a sliver of it.
-func (e *engine) splits(d *ranged, rate float64, rtt time.Duration, left int64) bool {
-	if e.opts.MultiThreadStreams < 2 || rate >= float64(e.opts.MultiThreadFastRate) || rate <= 0 {
+// when the bytes cutting the GET throws away are a sliver of it (nothing,
+// when the GET broke during the probe).
+func (e *engine) splits(d *ranged, rate float64, rtt time.Duration, left int64, broken bool) bool {
+	if e.opts.MultiThreadStreams < 2 || rate >= float64(e.opts.MultiThreadFastRate) {
 		return false
+	}
+	if rate <= 0 {
+		rate = 4 << 20 // nothing arrived yet: a guess that sizes requests
 	}
 	// A request takes many round trips, so that the one spent asking is a
 	// small share of its time; and at least a quarter of a second, so that
 	// a fast stream does not make a request every few milliseconds.
 	d.reqSize = min(max(int64(rate*max(16*rtt, 250*time.Millisecond).Seconds()), 256<<10), 64<<20)
 	d.minSteal = d.reqSize / 2
-	waste := int64(rate*rtt.Seconds()) + cutSlack
+	// What the server has sent past the cut: a round trip's worth in
+	// flight, and about as much again waiting in its socket buffer (which
+	// grows with the congestion window), all sent as far as it knows.
+	waste := int64(2*rate*rtt.Seconds()) + cutSlack
+	if broken {
+		waste = 0
+	}
 	return waste*64 <= left && left >= 2*d.reqSize
 }
 

@@ -89,7 +89,7 @@ func TestFreedStreamsFollowTheWork(t *testing.T) {
 			var first, last int64
 			fmt.Sscanf(lr.Range, "bytes=%d-%d", &first, &last)
 			if lr.Range == "" || lr.Bytes != last-first+1 {
-				t.Logf("DEBUG %s %q %d %d %v", lr.Path[len(lr.Path)-8:], lr.Range, lr.Bytes, lr.Status, lr.Fault)
+				t.Logf("%s %q: %d bytes sent, status %d, fault %v", lr.Path[strings.LastIndex(lr.Path, "/")+1:], lr.Range, lr.Bytes, lr.Status, lr.Fault)
 			}
 		}
 	}
@@ -227,7 +227,7 @@ func (c *delayConn) Close() error {
 // trip, where cutting the first answer short would throw away what is on
 // its way, the server sends each byte once.
 func TestSplittingCostsNoBytes(t *testing.T) {
-	const size = 48 << 20
+	const size = 24 << 20
 	for _, latency := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond} {
 		t.Run(latency.String(), func(t *testing.T) {
 			w, arts := largeWorld(size, size)

@@ -222,8 +222,13 @@ func (e *engine) fill(ctx context.Context, a *Artifact, pending sink.Pending, si
 
 // probeTime is how long the first connection of a multi-stream download is
 // measured, at least, before the others join; on a connection with a long
-// round trip, four of them, so that its rate has grown to what it will be.
-const probeTime = 100 * time.Millisecond
+// round trip, four of them, so that its rate has grown to what it will be,
+// but no more than maxProbeTime (a slow server's think time is not a round
+// trip).
+const (
+	probeTime    = 100 * time.Millisecond
+	maxProbeTime = time.Second
+)
 
 // DefaultMultiThreadFastRate is a connection's rate above which a single
 // stream is kept: near what hashing and writing take on a small machine, so
@@ -236,7 +241,7 @@ const DefaultMultiThreadFastRate = 128 << 20 // bytes per second
 // A read error ends the probe (broken) and is left for fetchPart to meet
 // again and retry.
 func (e *engine) probe(body io.Reader, p *part, w io.WriterAt, rtt time.Duration) (rate float64, broken bool, err error) {
-	window := max(probeTime, 4*rtt)
+	window := min(max(probeTime, 4*rtt), maxProbeTime)
 	start := time.Now()
 	mid, midDone := start, int64(0)
 	want := p.last - p.first + 1

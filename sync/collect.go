@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	stdsync "sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -33,6 +34,9 @@ type Artifact struct {
 	// run (see noteKept).
 	earlier int64
 	looked  bool
+	// firstByte is how long the last attempt's request took to be
+	// answered: about the round trip, which sizes range requests.
+	firstByte time.Duration
 }
 
 // JobFailure is a job whose artifacts could not be listed.

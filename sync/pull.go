@@ -481,6 +481,7 @@ type engine struct {
 	// rangeStreams bounds the extra connections of multi-stream downloads
 	// across all transfers: Concurrency of them.
 	rangeStreams chan struct{}
+	pool         streamPool // lends those connections to the split downloads
 
 	fold folds // how the destination compares names; see refuseFolded
 

@@ -19,7 +19,7 @@ func bigWorld(size int64) (*circlecitest.World, *circlecitest.Artifact) {
 // A large artifact from a server that caps each connection's bandwidth is
 // fetched over several connections in ranges, and arrives byte-identical.
 func TestLargeArtifactOverSeveralConnections(t *testing.T) {
-	const size = 6<<20 + 12345
+	const size = 24<<20 + 12345
 	for _, tc := range []struct {
 		name     string
 		opts     circlecitest.Options
@@ -28,8 +28,8 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 		fastRate int64
 		conc     int
 	}{
-		{name: "ranges", opts: circlecitest.Options{Bandwidth: 8 << 20}, streams: 4},
-		{name: "ranges through a redirect", opts: circlecitest.Options{Bandwidth: 8 << 20, Redirect: true}, streams: 4},
+		{name: "ranges", opts: circlecitest.Options{Bandwidth: 4 << 20}, streams: 4},
+		{name: "ranges through a redirect", opts: circlecitest.Options{Bandwidth: 4 << 20, Redirect: true}, streams: 4},
 		{name: "ranges with cut connections", opts: circlecitest.Options{Bandwidth: 32 << 20}, streams: 4,
 			faults: circlecitest.OnDownloads(circlecitest.FailFirst(1, circlecitest.CutFault(300<<10)))},
 		// A server that advertises ranges but answers 200 to them: the
@@ -37,9 +37,9 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 		{name: "server without ranges", opts: circlecitest.Options{NoRange: true}, streams: 4},
 		{name: "one stream", opts: circlecitest.Options{}, streams: 1},
 		// A first connection that is fast enough is kept alone.
-		{name: "fast first connection", opts: circlecitest.Options{Bandwidth: 8 << 20}, streams: 4, fastRate: 1},
+		{name: "fast first connection", opts: circlecitest.Options{Bandwidth: 16 << 20}, streams: 4, fastRate: 1},
 		// The extra streams of all transfers together are at most -j.
-		{name: "streams within -j", opts: circlecitest.Options{Bandwidth: 8 << 20}, streams: 4, conc: 1},
+		{name: "streams within -j", opts: circlecitest.Options{Bandwidth: 4 << 20}, streams: 4, conc: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, a := bigWorld(size)
@@ -92,7 +92,7 @@ func TestLargeArtifactOverSeveralConnections(t *testing.T) {
 // A range request answered 404 (the artifact expired meanwhile) fails the
 // artifact at once, like a 404 on the first GET, instead of being retried.
 func TestRangeNotFoundIsNotRetried(t *testing.T) {
-	const size = 6 << 20
+	const size = 24 << 20
 	w, _ := bigWorld(size)
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Bandwidth: 8 << 20,
 		Faults: circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {

@@ -246,6 +246,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 	var off int64 = -1
 	var resp *http.Response
 	var err error
+	ctx, firstByte := timeFirstByte(ctx)
 	if part.Total > 0 {
 		off = min(part.Size, part.Total-1)
 		if rd, ok := e.dl.(RangeDownloader); ok {
@@ -267,6 +268,7 @@ func (e *engine) attempt(ctx context.Context, a *Artifact) error {
 		return downloadError(err)
 	}
 	defer resp.Body.Close()
+	a.firstByte = firstByte()
 	e.opts.Progress.Size(a.Key, resp.ContentLength)
 
 	src := &sourceReader{r: resp.Body, progress: e.opts.Progress, done: done}

@@ -27,8 +27,12 @@ type LoggedRequest struct {
 	Conn uint64
 	// Received is when the request reached its handler, before
 	// Options.Latency; Answered when its status line was sent (zero if it
-	// was not).
-	Received, Answered time.Time
+	// was not); Finished when its handler returned.
+	Received, Answered, Finished time.Time
+	// Range is the request's Range header, as sent.
+	Range string
+	// Bytes counts the body bytes sent in answer.
+	Bytes int64
 }
 
 // A Leak is a credential that reached the storage host, which must never
@@ -267,7 +271,7 @@ func logEntry(r *http.Request, host, route, escaped string, f Fault) LoggedReque
 	conn, _ := r.Context().Value(connKey{}).(uint64)
 	return LoggedRequest{
 		Host: host, Route: route, Method: r.Method, Path: escaped, Query: r.URL.RawQuery,
-		Auth: scheme, Fault: f, Proto: r.Proto, Conn: conn, Received: time.Now(),
+		Auth: scheme, Fault: f, Proto: r.Proto, Conn: conn, Received: time.Now(), Range: r.Header.Get("Range"),
 	}
 }
 
@@ -275,5 +279,7 @@ func logEntry(r *http.Request, host, route, escaped string, f Fault) LoggedReque
 func (st *stats) recordAnswer(lr LoggedRequest, bw *bodyWriter) {
 	lr.Status = bw.status
 	lr.Answered = bw.answered
+	lr.Finished = time.Now()
+	lr.Bytes = bw.written
 	st.record(lr)
 }

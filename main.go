@@ -233,6 +233,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return &ccsync.UsageError{Err: err}
 	}
 	a.log = log
+	a.dest.S3.Logger = log // the AWS SDK's own lines, at debug level
 	return nil
 }
 

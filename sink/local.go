@@ -666,6 +666,9 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 		return nil, localErr(fmt.Errorf("lock: %w", err))
 	}
 	lease, err := lockFile(f, l.path(rel), name, holder)
+	if le := (*LockedError)(nil); errors.As(err, &le) {
+		le.Dest = l.dir
+	}
 	if err == nil && name == DefaultLockName {
 		l.removeStaleAcross()
 		l.removeStaleTemps()
@@ -685,13 +688,13 @@ func lockFile(f *os.File, path, name, holder string) (Lease, error) {
 		b, _ := io.ReadAll(io.LimitReader(f, 4096))
 		_ = json.Unmarshal(b, &rec)
 		f.Close()
-		return nil, &LockedError{Name: name, Holder: rec.Holder, Since: rec.Since}
+		return nil, &LockedError{Name: name, Holder: rec.Holder, PID: rec.PID, Host: rec.Host, Since: rec.Since}
 	}
 	if err != nil {
 		f.Close()
 		return nil, localErr(fmt.Errorf("lock %s: %w", path, err))
 	}
-	b, _ := json.Marshal(lockRecord{Holder: holder, Since: time.Now().UTC()})
+	b, _ := json.Marshal(lockRecord{Holder: holder, Since: time.Now().UTC(), PID: os.Getpid(), Host: hostname()})
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt(b, 0)
 	}
@@ -730,9 +733,16 @@ type lockRecord struct {
 	Token   string    `json:"token,omitempty"`  // S3 leases only: tells our own writes apart
 	// PID and Scope (see processScope) let a run on the same machine take
 	// over the S3 lease of a holder that was killed, without waiting for it
-	// to expire.
+	// to expire. PID and Host name the holder to whoever it keeps out.
 	PID   int    `json:"pid,omitempty"`
 	Scope string `json:"scope,omitempty"`
+	Host  string `json:"host,omitempty"`
+}
+
+// hostname names this machine in lock records; "" if it cannot be told.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // localLease is a held flock.

@@ -17,7 +17,8 @@ var ErrLongStream = errors.New("stream longer than declared size")
 
 // ErrPathConflict is matched by the error of a write whose way into the
 // destination is blocked for that key alone: a symbolic link or a file
-// where a folder is needed, or a folder where the file goes. It is not
+// where a folder is needed, a folder where the file goes, or a name longer
+// than the file system allows. It is not
 // permanent for the destination (other keys are fine), but retrying the
 // same key cannot fix it.
 var ErrPathConflict = errors.New("path conflict at the destination")

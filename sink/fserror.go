@@ -49,7 +49,8 @@ func explainFS(err error) error {
 	if path == "" {
 		return err
 	}
-	what := fmt.Sprintf("cannot %s %s: %v: ", verb(op), path, errno)
+	// Windows ends its reasons with a period ("Access is denied.").
+	what := fmt.Sprintf("cannot %s %s: %s: ", verb(op), path, strings.TrimSuffix(errno.Error(), "."))
 	parent := filepath.Dir(path)
 	if verb(op) == "look at" {
 		parent = path

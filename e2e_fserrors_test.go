@@ -43,6 +43,20 @@ func TestFileSystemErrorsAreSentences(t *testing.T) {
 			" is a file where a folder belongs: move it away, or pick another --to"+resume)
 	})
 
+	t.Run("--manifest below a file", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "notes.txt")
+		os.WriteFile(file, []byte("a file"), 0o644)
+		m := filepath.Join(file, "manifest")
+		r := runTool(t, env, time.Minute, "pull", slugArg, "--to", filepath.Join(t.TempDir(), "mirror"), "--manifest", m)
+		if r.code == 0 {
+			t.Fatalf("exit 0 with a --manifest below a file")
+		}
+		want := "cannot open " + m + ": not a directory: " + file + " is a file where a folder belongs: move it away, or pick another --manifest"
+		if !strings.Contains(lastLine(r.stderr), want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
+	})
+
 	t.Run("--to with a name too long", func(t *testing.T) {
 		to := filepath.Join(t.TempDir(), strings.Repeat("n", 300))
 		r := pull(t, to)

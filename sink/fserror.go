@@ -25,13 +25,17 @@ type FSError struct {
 func (e *FSError) Error() string { return e.msg }
 func (e *FSError) Unwrap() error { return e.Err }
 
-// explainFS is the one place that turns a file-system error (an errno in an
-// *fs.PathError or *os.LinkError) into an FSError. An error that holds an
-// FSError already takes its sentence, so the context that wrapped it
-// ("put KEY: ...") does not bury it; one whose errno has no sentence here,
-// or that names no path, is returned as it is, and so is a FlushError,
-// which says what failed in its own words.
-func explainFS(err error) error {
+// explainFS is ExplainFS for the destination itself, which --to names.
+func explainFS(err error) error { return ExplainFS(err, "--to") }
+
+// ExplainFS is the one place that turns a file-system error (an errno in
+// an *fs.PathError or *os.LinkError) into an FSError; flag is the option
+// that named the place (--to, --manifest), for the fix "or pick another
+// FLAG". An error that holds an FSError already takes its sentence, so the
+// context that wrapped it ("put KEY: ...") does not bury it; one whose
+// errno has no sentence here, or that names no path, is returned as it is,
+// and so is a FlushError, which says what failed in its own words.
+func ExplainFS(err error, flag string) error {
 	if err == nil || errors.As(err, new(*FlushError)) {
 		return err
 	}
@@ -58,32 +62,32 @@ func explainFS(err error) error {
 	var fix string
 	switch {
 	case errors.Is(errno, syscall.EROFS):
-		fix = "remount that file system read-write, or pick another --to"
+		fix = "remount that file system read-write, or pick another " + flag
 	case errors.Is(errno, syscall.ENOSPC):
-		fix = "free space on that file system, or pick another --to"
+		fix = "free space on that file system, or pick another " + flag
 	case errors.Is(errno, syscall.EDQUOT):
-		fix = "free space within the quota of the user running artifact-sync, or raise it, or pick another --to"
+		fix = "free space within the quota of the user running artifact-sync, or raise it, or pick another " + flag
 	case errors.Is(errno, syscall.EPERM):
 		// Root meets it too: an immutable or append-only folder.
-		fix = fmt.Sprintf("give the user running artifact-sync write access to %s (and clear an immutable attribute there: lsattr, chattr -i), or pick another --to", parent)
+		fix = fmt.Sprintf("give the user running artifact-sync write access to %s (and clear an immutable attribute there: lsattr, chattr -i), or pick another %s", parent, flag)
 	case errors.Is(errno, fs.ErrPermission):
-		fix = fmt.Sprintf("give the user running artifact-sync write access to %s, or pick another --to", parent)
+		fix = fmt.Sprintf("give the user running artifact-sync write access to %s, or pick another %s", parent, flag)
 	case errors.Is(errno, syscall.ENOTDIR):
 		if file := fileOnTheWay(path); file != "" {
-			fix = fmt.Sprintf("%s is a file where a folder belongs: move it away, or pick another --to", file)
+			fix = fmt.Sprintf("%s is a file where a folder belongs: move it away, or pick another %s", file, flag)
 		} else {
-			fix = "a file is where a folder belongs on that path: move it away, or pick another --to"
+			fix = "a file is where a folder belongs on that path: move it away, or pick another " + flag
 		}
 	case errors.Is(errno, syscall.EISDIR):
-		fix = "a folder is where a file belongs: move it away, or pick another --to"
+		fix = "a folder is where a file belongs: move it away, or pick another " + flag
 	case errors.Is(errno, syscall.ENAMETOOLONG):
-		fix = fmt.Sprintf("its longest name is %d bytes and the whole path %d, where most file systems allow 255 and 4096: pick a shorter --to, or a --layout that makes shorter paths",
-			longestName(path), len(path))
+		fix = fmt.Sprintf("its longest name is %d bytes and the whole path %d, where most file systems allow 255 and 4096: pick a shorter %s, or a --layout that makes shorter paths",
+			longestName(path), len(path), flag)
 		// A name too long is this key's alone, like a file where a folder
 		// belongs: retrying cannot place it, other keys are fine.
 		return &FSError{Path: path, Err: &pathConflict{err}, msg: what + fix}
 	case errors.Is(errno, syscall.EIO):
-		fix = "the disk is failing: check it (dmesg), or pick another --to"
+		fix = "the disk is failing: check it (dmesg), or pick another " + flag
 	default:
 		return err
 	}

@@ -903,7 +903,16 @@ func TestSecondRunIsRefusedWhileOneRuns(t *testing.T) {
 			}
 			second := runTool(t, d.env, time.Minute, d.pull("-j", "4")...)
 			wantCode(t, second, 2)
-			wantOneLine(t, second, "is held by", fmt.Sprintf("pid %d ", first.cmd.Process.Pid), "wait for it to finish")
+			// It names DEST and the holder, and says what else can be done.
+			host, _ := os.Hostname()
+			says := []string{"artifact-sync: " + d.to + " is being written by another artifact-sync (pid " + strconv.Itoa(first.cmd.Process.Pid) + ", host " + host + ", since ",
+				"wait for it to finish"}
+			if target == "s3" {
+				says = append(says, ", lease until ", "if it was stopped without releasing the lock, run again after ")
+			} else {
+				says = append(says, "or stop it: its lock goes with its process")
+			}
+			wantOneLine(t, second, says...)
 			if first.exited() {
 				t.Error("the first run was over before the second was refused: the test proves nothing")
 			}

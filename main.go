@@ -99,8 +99,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case code == exitInterrupted:
 		msg = ccsync.Interrupted(err, cmd != nil && cmd.Name() == "pull")
 	case sink.IsPermanent(err) && errors.As(err, &errno) && cmd != nil && cmd.Name() == "pull":
-		// A full, read-only or forbidden directory.
-		msg += "; fix the destination, then run the same command again to resume"
+		// A full, read-only or forbidden directory; a sink.FSError says
+		// what fixes it.
+		if errors.As(err, new(*sink.FSError)) {
+			msg += "; once fixed, run the same command again to resume"
+		} else {
+			msg += "; fix the destination, then run the same command again to resume"
+		}
 	}
 	fmt.Fprintln(stderr, "artifact-sync: "+ccsync.Printable(msg))
 	if out.n == 0 && wantsJSON(args) {
@@ -233,6 +238,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return &ccsync.UsageError{Err: err}
 	}
 	a.log = log
+	a.dest.S3.Logger = log // the AWS SDK's own lines, at debug level
 	return nil
 }
 

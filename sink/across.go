@@ -78,7 +78,7 @@ func (l *Local) placeAcross(ctx context.Context, k *keptFile, dir string, fi fs.
 	}
 	if err := l.root.Rename(native(tmp), native(k.key)); err != nil {
 		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
-			return nil, l.conflict(k.key, "is a folder, so the file cannot take its place")
+			return nil, l.conflict(k.key, "move a file to", "a folder is in its place: move that folder away, or pick another --to or --layout")
 		}
 		return nil, err
 	}

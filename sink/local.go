@@ -178,20 +178,23 @@ func (l *Local) checkKey(key string) error {
 	return nil
 }
 
-// localErr marks errors that retrying cannot fix as permanent. A failed
+// localErr tells file-system errors as sentences with their fix (see
+// explainFS) and marks errors that retrying cannot fix as permanent. A failed
 // flush is not one of them, whatever its errno (ENOSPC from an fsync is
 // writeback failing, not a full file system): it fails what it covered,
 // and the caller decides whether the destination keeps failing.
 func localErr(err error) error {
+	err = explainFS(err)
 	if err != nil && permanentOSError(err) && !IsPermanent(err) && !errors.Is(err, ErrPathConflict) && !errors.As(err, new(*FlushError)) {
 		return &PermanentError{Err: err}
 	}
 	return err
 }
 
-// conflict is the error of a key whose way in the destination is blocked.
-func (l *Local) conflict(rel, why string) error {
-	return fmt.Errorf("%w: %s %s", ErrPathConflict, l.path(rel), why)
+// conflict is the error of a key whose way in the destination is blocked
+// at rel: what cannot be done there, and what is in the way and its fix.
+func (l *Local) conflict(rel, what, why string) error {
+	return &FSError{Path: l.path(rel), Err: ErrPathConflict, msg: fmt.Sprintf("cannot %s %s: %s", what, l.path(rel), why)}
 }
 
 // ensureDir makes sure rel (a slash path below the destination; "" is the
@@ -227,9 +230,9 @@ func (l *Local) ensureDir(rel string) error {
 	case err != nil:
 		return localErr(err)
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return l.conflict(rel, "is a symbolic link; artifact-sync never follows links inside the destination: remove it")
+		return l.conflict(rel, "create folder", "a symbolic link is in its place, and artifact-sync never follows links inside the destination: remove the link")
 	case !fi.IsDir():
-		return l.conflict(rel, "is a file where a folder is needed")
+		return l.conflict(rel, "create folder", "a file is in its place: move that file away, or pick another --to or --layout")
 	}
 	// The folder's name is made durable in its parent whether this run
 	// made it or found it: an earlier attempt or run whose fsync of the
@@ -379,7 +382,7 @@ func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 			return l.placeAcross(ctx, k, dir, fi)
 		}
 		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
-			return nil, l.conflict(k.key, "is a folder, so the file cannot take its place")
+			return nil, l.conflict(k.key, "move a file to", "a folder is in its place: move that folder away, or pick another --to or --layout")
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			l.forgetDir(dir) // removed behind our back: the next attempt makes it again
@@ -655,7 +658,7 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 		return nil, err
 	}
 	if err := l.ensureDir(stateDir); err != nil {
-		return nil, &PermanentError{Err: fmt.Errorf("lock: %w", err)}
+		return nil, &PermanentError{Err: explainFS(fmt.Errorf("lock: %w", err))}
 	}
 	rel := stateDir + "/" + name
 	if fi, err := l.root.Lstat(native(rel)); err == nil && !fi.Mode().IsRegular() {
@@ -666,6 +669,9 @@ func (l *Local) Lock(ctx context.Context, name, holder string, ttl time.Duration
 		return nil, localErr(fmt.Errorf("lock: %w", err))
 	}
 	lease, err := lockFile(f, l.path(rel), name, holder)
+	if le := (*LockedError)(nil); errors.As(err, &le) {
+		le.Dest = l.dir
+	}
 	if err == nil && name == DefaultLockName {
 		l.removeStaleAcross()
 		l.removeStaleTemps()
@@ -685,13 +691,13 @@ func lockFile(f *os.File, path, name, holder string) (Lease, error) {
 		b, _ := io.ReadAll(io.LimitReader(f, 4096))
 		_ = json.Unmarshal(b, &rec)
 		f.Close()
-		return nil, &LockedError{Name: name, Holder: rec.Holder, Since: rec.Since}
+		return nil, &LockedError{Name: name, Holder: rec.Holder, PID: rec.PID, Host: rec.Host, Since: rec.Since}
 	}
 	if err != nil {
 		f.Close()
 		return nil, localErr(fmt.Errorf("lock %s: %w", path, err))
 	}
-	b, _ := json.Marshal(lockRecord{Holder: holder, Since: time.Now().UTC()})
+	b, _ := json.Marshal(lockRecord{Holder: holder, Since: time.Now().UTC(), PID: os.Getpid(), Host: hostname()})
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt(b, 0)
 	}
@@ -730,9 +736,16 @@ type lockRecord struct {
 	Token   string    `json:"token,omitempty"`  // S3 leases only: tells our own writes apart
 	// PID and Scope (see processScope) let a run on the same machine take
 	// over the S3 lease of a holder that was killed, without waiting for it
-	// to expire.
+	// to expire. PID and Host name the holder to whoever it keeps out.
 	PID   int    `json:"pid,omitempty"`
 	Scope string `json:"scope,omitempty"`
+	Host  string `json:"host,omitempty"`
+}
+
+// hostname names this machine in lock records; "" if it cannot be told.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // localLease is a held flock.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -77,6 +78,9 @@ func TestLocalKilledWriter(t *testing.T) {
 	}
 }
 
+// TestLocalLockMessage: a run refused by a held lock is told which
+// destination, which process on which host holds it since when, and that
+// stopping that process frees it.
 func TestLocalLockMessage(t *testing.T) {
 	l, _ := sink.NewLocal(t.TempDir())
 	lease, err := l.Lock(t.Context(), sink.DefaultLockName, "host ci-7 pid 1234 run abc", 0)
@@ -87,8 +91,11 @@ func TestLocalLockMessage(t *testing.T) {
 	l2, _ := sink.NewLocal(l.String())
 	_, err = l2.Lock(t.Context(), sink.DefaultLockName, "me", 0)
 	var le *sink.LockedError
-	if !errors.As(err, &le) || !strings.Contains(err.Error(), "host ci-7 pid 1234 run abc") || le.Since.IsZero() {
-		t.Errorf("Lock of a held lock: %v", err)
+	host, _ := os.Hostname()
+	want := fmt.Sprintf("%s is being written by another artifact-sync (pid %d, host %s, since ", l.String(), os.Getpid(), host)
+	if !errors.As(err, &le) || !strings.HasPrefix(err.Error(), want) || le.Since.IsZero() ||
+		!strings.HasSuffix(err.Error(), "wait for it to finish, or stop it: its lock goes with its process, so a run started after that goes ahead") {
+		t.Errorf("Lock of a held lock: %v\nwant: %s...", err, want)
 	}
 }
 

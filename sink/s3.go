@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -78,6 +79,9 @@ type S3Config struct {
 	// NoLock makes Lock hand out a lease that holds nothing, for servers
 	// that do not enforce conditional writes (--s3-lock=none).
 	NoLock bool
+	// Logger receives the AWS SDK's own log lines, at debug level (see
+	// sdkLogger); nil drops them.
+	Logger *slog.Logger
 }
 
 // S3 is a Sink that writes objects below a prefix of an S3 bucket.
@@ -213,7 +217,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
 	}
-	opts = append(opts, config.WithRetryer(func() aws.Retryer {
+	opts = append(opts, config.WithLogger(sdkLogger{cfg.Logger}), config.WithRetryer(func() aws.Retryer {
 		// No client-side retry quota: a burst of failures must not turn
 		// into "retry quota exceeded" for unrelated calls.
 		return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
@@ -225,6 +229,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if awsCfg.Region == "" {
 		awsCfg.Region = "us-east-1"
 	}
+	awsCfg.Credentials = withNoCredentialsError(awsCfg.Credentials, cfg.Logger)
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
@@ -321,6 +326,9 @@ func (s *S3) classify(op, key string, err error) error {
 	what := s.url(key)
 	if key == "" {
 		what = fmt.Sprintf("S3 bucket %q", s.bucket)
+	}
+	if errors.Is(err, ErrNoCredentials) {
+		return &PermanentError{Err: &s3Error{msg: ErrNoCredentials.Error(), errs: []error{err}}}
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {

@@ -289,7 +289,8 @@ func TestS3LockTakeover(t *testing.T) {
 	}
 	// Still held after its ttl: renewals work.
 	time.Sleep(3 * time.Second)
-	if _, err := s.Lock(ctx, sink.DefaultLockName, "other", time.Minute); !strings.Contains(err.Error(), "host live pid 1 run y") {
+	var held *sink.LockedError
+	if _, err := s.Lock(ctx, sink.DefaultLockName, "other", time.Minute); !errors.As(err, &held) || held.Holder != "host live pid 1 run y" {
 		t.Fatalf("Lock while renewed: %v", err)
 	}
 	select {

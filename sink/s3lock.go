@@ -99,7 +99,8 @@ func (s *S3) Lock(ctx context.Context, name, holder string, ttl time.Duration) (
 			break
 		}
 		if (!rec.expired && !holderGone(rec.lockRecord)) || attempt >= 3 {
-			return nil, &LockedError{Name: name, Holder: rec.Holder, Since: rec.Since}
+			return nil, &LockedError{Name: name, Dest: "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/"), Holder: rec.Holder,
+				PID: rec.PID, Host: rec.Host, Since: rec.Since, Until: rec.until}
 		}
 		etag, err = l.write(ctx, cur, time.Now())
 		if err == nil {
@@ -277,7 +278,7 @@ func (l *s3Lease) write(ctx context.Context, ifMatch string, now time.Time) (str
 		since = now
 	}
 	return l.put(ctx, ifMatch, leaseRecord{lockRecord: lockRecord{Holder: l.holder, Since: since.UTC(), Expires: now.Add(l.ttl).UTC(), Token: l.token,
-		PID: os.Getpid(), Scope: processScope()}, TTL: l.ttl.Seconds()})
+		PID: os.Getpid(), Scope: processScope(), Host: hostname()}, TTL: l.ttl.Seconds()})
 }
 
 // leaseRecord is what the lease object holds, and whether it has run out.
@@ -291,7 +292,8 @@ type leaseRecord struct {
 	// Released says the holder gave the lease up: anyone may take it.
 	Released bool `json:"released,omitempty"`
 
-	expired bool // set by read
+	expired bool      // set by read
+	until   time.Time // set by read: when it runs out, unless renewed
 }
 
 // clockStep is the resolution of HTTP dates (Last-Modified, Date): whole
@@ -357,8 +359,10 @@ func (l *s3Lease) read(ctx context.Context) (leaseRecord, string, error) {
 	case rec.Released:
 		rec.expired = true
 	case rec.TTL > 0 && dated && !lm.IsZero():
-		rec.expired = !now.Before(lm.Add(time.Duration(rec.TTL*float64(time.Second)) + clockStep))
+		rec.until = lm.Add(time.Duration(rec.TTL*float64(time.Second)) + clockStep)
+		rec.expired = !now.Before(rec.until)
 	default:
+		rec.until = rec.Expires
 		rec.expired = !time.Now().Before(rec.Expires)
 	}
 	return rec, aws.ToString(out.ETag), nil

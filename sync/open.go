@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func (d *Destination) Open(ctx context.Context) (sink.Sink, manifest.Store, erro
 		if fi, err := os.Stat(d.Manifest); err == nil && !fi.IsDir() {
 			return nil, nil, Usagef("--manifest %s is a file: give a directory (or an s3:// URL) to keep the manifest in", d.Manifest)
 		}
-		store = manifest.DirStore{Dir: d.Manifest}
+		store = dirStore{manifest.DirStore{Dir: d.Manifest}}
 	}
 	return dest, store, nil
 }
@@ -120,3 +121,36 @@ type absentDir struct {
 }
 
 func (d absentDir) String() string { return d.path }
+
+// dirStore is the --manifest directory, whose file-system errors read as
+// sentences naming the path and the fix, as the destination's do.
+type dirStore struct{ manifest.DirStore }
+
+func explainManifest(err error) error { return sink.ExplainFS(err, "--manifest") }
+
+func (d dirStore) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	b, err := d.DirStore.ReadFile(ctx, name)
+	return b, explainManifest(err)
+}
+
+func (d dirStore) WriteFile(ctx context.Context, name string, data []byte) error {
+	return explainManifest(d.DirStore.WriteFile(ctx, name, data))
+}
+
+func (d dirStore) WriteFileFrom(ctx context.Context, name string, r io.Reader) error {
+	return explainManifest(d.DirStore.WriteFileFrom(ctx, name, r))
+}
+
+func (d dirStore) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	f, err := d.DirStore.OpenFile(ctx, name)
+	return f, explainManifest(err)
+}
+
+func (d dirStore) Remove(ctx context.Context, name string) error {
+	return explainManifest(d.DirStore.Remove(ctx, name))
+}
+
+func (d dirStore) List(ctx context.Context) ([]string, error) {
+	names, err := d.DirStore.List(ctx)
+	return names, explainManifest(err)
+}

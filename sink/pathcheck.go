@@ -49,9 +49,9 @@ func (l *Local) CheckPath(ctx context.Context, key string) error {
 		case err != nil:
 			return localErr(err)
 		case fi.Mode()&fs.ModeSymlink != 0:
-			return l.conflict(rel, "is a symbolic link; artifact-sync never follows links inside the destination: remove it")
+			return l.conflict(rel, "create folder", "a symbolic link is in its place, and artifact-sync never follows links inside the destination: remove the link")
 		case !fi.IsDir():
-			return l.conflict(rel, "is a file where a folder is needed")
+			return l.conflict(rel, "create folder", "a file is in its place: move that file away, or pick another --to or --layout")
 		}
 	}
 	fi, err := l.root.Lstat(native(key))
@@ -61,7 +61,7 @@ func (l *Local) CheckPath(ctx context.Context, key string) error {
 	case err != nil:
 		return localErr(err)
 	case fi.IsDir():
-		return l.conflict(key, "is a folder, so the file cannot take its place")
+		return l.conflict(key, "move a file to", "a folder is in its place: move that folder away, or pick another --to or --layout")
 	}
 	return nil
 }

@@ -193,6 +193,11 @@ type statsJSON struct {
 	// nanoseconds, 0 if there was none.
 	FirstDownload     int64 `json:"first_download"`
 	FirstArtifactList int64 `json:"first_artifact_list"`
+	// FirstRequest is when the first request of any route reached a host,
+	// LastAnswer when the last status line was sent: what a client spent
+	// before and after them is its own (start-up, finishing).
+	FirstRequest int64 `json:"first_request"`
+	LastAnswer   int64 `json:"last_answer"`
 	// Bytes counts the artifact bytes served.
 	Bytes int64 `json:"bytes"`
 }
@@ -219,6 +224,10 @@ func collectStats(srv *circlecitest.Server) statsJSON {
 			st.Protocols[lr.Host] = make(map[string]int)
 		}
 		st.Protocols[lr.Host][lr.Proto]++
+		first(&st.FirstRequest, lr.Received.UnixNano())
+		if !lr.Answered.IsZero() {
+			st.LastAnswer = max(st.LastAnswer, lr.Answered.UnixNano())
+		}
 		switch {
 		case lr.Host == circlecitest.HostArtifacts && lr.Route == "download":
 			first(&st.FirstDownload, lr.Received.UnixNano())

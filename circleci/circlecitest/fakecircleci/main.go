@@ -76,6 +76,7 @@ func run() int {
 	bigSize := flag.Int64("big-size", 1<<30, "bytes per big artifact")
 	parallel := flag.Int("parallelism", 1, "nodes per job (each node has its own copy of the files)")
 	latency := flag.Duration("latency", 0, "added to every request")
+	jitter := flag.Duration("jitter", 0, "spreads -latency: each request waits it plus a uniform draw from [-jitter, +jitter]")
 	bandwidth := flag.Int64("bandwidth", 0, "bytes per second per download connection (0: unlimited)")
 	redirect := flag.Bool("redirect", false, "redirect downloads to a third, presigned-storage host")
 	noRange := flag.Bool("no-range", false, "ignore Range requests")
@@ -106,7 +107,7 @@ func run() int {
 		}
 	}
 	opts := circlecitest.Options{
-		Token: *token, Latency: *latency, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
+		Token: *token, Latency: *latency, Jitter: *jitter, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
 		PageSize: *pageSize, TLS: *useTLS,
 	}
 	if *http1 != "" {

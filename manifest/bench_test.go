@@ -121,3 +121,60 @@ func BenchmarkRecord(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(es)), "ns/record")
 }
+
+// BenchmarkCloseAfterJournals is the end of a run of 500 artifacts recorded
+// in groups of 16 (as a pull with -j 16 does): one op is the Close that
+// writes the snapshot and removes the 32 journals it replaces, into a
+// directory and into a store that takes 1 ms per call (an object store).
+func BenchmarkCloseAfterJournals(b *testing.B) {
+	const n, group = 500, 16
+	es := benchEntrySet()[:n]
+	for _, kind := range []string{"dir", "1ms-store"} {
+		b.Run(kind, func(b *testing.B) {
+			root := b.TempDir()
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				var st Store = DirStore{Dir: filepath.Join(root, fmt.Sprint(i))}
+				if kind == "1ms-store" {
+					st = slowStore{Store: new(MemStore), delay: time.Millisecond}
+				}
+				m, err := Open(context.Background(), st, testOptions("bench"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for j, e := range es {
+					if err := m.Record(e); err != nil {
+						b.Fatal(err)
+					}
+					if (j+1)%group == 0 {
+						if err := m.Flush(context.Background()); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.StartTimer()
+				if err := m.Close(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// slowStore answers every call after delay.
+type slowStore struct {
+	Store
+	delay time.Duration
+}
+
+func (s slowStore) WriteFile(ctx context.Context, name string, data []byte) error {
+	time.Sleep(s.delay)
+	return s.Store.WriteFile(ctx, name, data)
+}
+
+func (s slowStore) Remove(ctx context.Context, name string) error {
+	time.Sleep(s.delay)
+	return s.Store.Remove(ctx, name)
+}

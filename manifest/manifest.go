@@ -641,13 +641,9 @@ func (m *Manifest) compact(ctx context.Context) error {
 	}
 	// From here on the journals are redundant; failing to remove one only
 	// leaves it for the next compaction.
-	var failed []string
-	var errs []error
-	for _, name := range names {
-		if err := m.st.Remove(ctx, name); err != nil {
-			failed = append(failed, name)
-			errs = append(errs, &Error{Location: location(m.st, name), Problem: "cannot remove merged journal: " + err.Error(), Err: err})
-		}
+	failed, errs := removeAll(ctx, m.st, names)
+	for i, err := range errs {
+		errs[i] = &Error{Location: location(m.st, failed[i]), Problem: "cannot remove merged journal: " + err.Error(), Err: err}
 	}
 	m.merged, m.journals = failed, nil
 	m.cleanErr = errors.Join(errs...)

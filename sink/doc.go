@@ -51,10 +51,14 @@
 // cancelled. A checkpoint fsyncs
 // the file, then replaces the slot's description (written to a temporary
 // file, fsynced, renamed) with the spans written before that fsync began.
-// So at every instant a description names only bytes that are on disk:
+// While the object arrives its checkpoints run beside the writes (one at a
+// time), so a download does not stop for each fsync; moving, keeping or
+// dropping the file waits for the one running. So at every instant a
+// description names only bytes that are on disk:
 //
 //   - a kill or a power cut between two checkpoints loses at most what
-//     arrived since the last one; the description still tells the truth;
+//     arrived since the last one completed; the description still tells the
+//     truth;
 //   - a file without a description (killed before its first checkpoint,
 //     or between moving a file and describing it) is never resumed, and
 //     the next lock holder deletes it; so is a description without a file;

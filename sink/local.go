@@ -356,6 +356,9 @@ func (l *Local) commit(ctx context.Context, k *keptFile, w *writebackWriter, cr 
 // ErrPathConflict of that key alone.
 func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 	f := k.f
+	if err := k.settle(); err != nil {
+		return nil, err
+	}
 	batched := l.batch != nil && !isReserved(k.key)
 	if !batched {
 		if err := f.Sync(); err != nil {
@@ -445,8 +448,10 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 		w.kicked = w.wrote
 	}
 	if err == nil && w.k.due(w.wrote-w.saved) {
-		err = w.k.checkpoint(w.spans())
-		w.saved = w.wrote
+		var started bool
+		if started, err = w.k.checkpointLater(w.spans()); started {
+			w.saved = w.wrote
+		}
 	}
 	return n, err
 }

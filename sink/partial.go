@@ -93,6 +93,10 @@ type keptFile struct {
 	since  atomic.Int64 // unix nanoseconds when the file was opened or last checkpointed
 
 	mu stdsync.Mutex // serializes checkpoints
+
+	bgMu   stdsync.Mutex
+	bgDone chan struct{} // closed when the latest background checkpoint ends
+	bgErr  error         // the first error of a background checkpoint
 }
 
 func (l *Local) newKept(key string, f *os.File, rel string, opts PutOptions) *keptFile {
@@ -133,9 +137,62 @@ func (k *keptFile) checkpoint(spans []Span) error {
 	return writeFileAtomic(k.l, k.path+".json", meta)
 }
 
+// checkpointLater starts a checkpoint of spans in the background and
+// reports whether it did: the writer goes on while the file's fsync runs,
+// which is most of a checkpoint's time. It starts none while the previous
+// one is still running, and returns the error of one that failed, which
+// ends the write as a failed checkpoint would. The spans are those written
+// before the fsync starts, so the description still names only bytes the
+// fsync covered.
+func (k *keptFile) checkpointLater(spans []Span) (bool, error) {
+	k.bgMu.Lock()
+	defer k.bgMu.Unlock()
+	if k.bgErr != nil {
+		return false, k.bgErr
+	}
+	if k.bgDone != nil {
+		select {
+		case <-k.bgDone:
+		default:
+			return false, nil
+		}
+	}
+	done := make(chan struct{})
+	k.bgDone = done
+	go func() {
+		defer close(done)
+		if err := k.checkpoint(spans); err != nil {
+			k.bgMu.Lock()
+			k.bgErr = err
+			k.bgMu.Unlock()
+		}
+	}()
+	return true, nil
+}
+
+// settle waits for the background checkpoint, if one runs, and returns the
+// error of any that failed. Everything that moves, describes or removes the
+// file settles first.
+func (k *keptFile) settle() error {
+	k.bgMu.Lock()
+	done := k.bgDone
+	k.bgMu.Unlock()
+	if done != nil {
+		<-done
+	}
+	k.bgMu.Lock()
+	defer k.bgMu.Unlock()
+	return k.bgErr
+}
+
 // keep records spans for a later resume and closes the file; with nothing
-// written, or if that fails, it discards the file.
+// written, or if that fails, or if a background checkpoint's fsync failed,
+// it discards the file.
 func (k *keptFile) keep(spans []Span) {
+	if err := k.settle(); errors.As(err, new(*FlushError)) {
+		k.discard()
+		return
+	}
 	if len(spans) == 0 || k.checkpoint(spans) != nil {
 		k.discard()
 		return
@@ -145,6 +202,7 @@ func (k *keptFile) keep(spans []Span) {
 
 // discard drops the file and its description.
 func (k *keptFile) discard() {
+	k.settle()
 	k.f.Close()
 	k.l.root.Remove(native(k.path))
 	if k.inSlot {

@@ -104,19 +104,16 @@ func (p *localPending) WriteAt(b []byte, off int64) (int, error) {
 			p.cond.Signal()
 		}
 		p.unsaved += int64(n)
-		var spans []Span
-		if p.k.due(p.unsaved) {
-			p.unsaved = 0
-			spans = slices.Clone(p.spans)
-		}
-		p.mu.Unlock()
-		if spans != nil && err == nil {
-			if err = p.k.checkpoint(spans); errors.As(err, new(*FlushError)) {
-				p.mu.Lock()
+		if err == nil && p.k.due(p.unsaved) {
+			var started bool
+			if started, err = p.k.checkpointLater(slices.Clone(p.spans)); started {
+				p.unsaved = 0
+			}
+			if errors.As(err, new(*FlushError)) {
 				p.lost = true
-				p.mu.Unlock()
 			}
 		}
+		p.mu.Unlock()
 	}
 	return n, localErr(err)
 }

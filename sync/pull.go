@@ -216,6 +216,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 			if err := lease.Release(rctx); err != nil {
 				e.log.Warn("releasing the lock", "error", err)
 			}
+			e.log.Debug("lock released")
 		}()
 		defer func() {
 			if lerr := lease.Err(); lerr != nil {
@@ -287,7 +288,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 	if l.streaming {
 		err = e.stream(ctx, l)
-		return sum, closeManifest(ctx, m, false, err)
+		return sum, e.closeManifest(ctx, m, err)
 	}
 
 	// Plan: list everything, check paths and keys, refuse collisions.
@@ -307,7 +308,7 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	}
 
 	err = e.transferAll(ctx, todo)
-	return sum, closeManifest(ctx, m, false, err)
+	return sum, e.closeManifest(ctx, m, err)
 }
 
 // listing is the resolution of the selection and the listing of its jobs'
@@ -439,6 +440,16 @@ func (e *engine) stream(ctx context.Context, l *listing) error {
 		return err
 	}
 	return ctx.Err()
+}
+
+// closeManifest closes m after the transfers, logging when they ended and
+// when the manifest was written: with the lock's and the destination's
+// lines, the phases of a run at -v (where a short run's time goes).
+func (e *engine) closeManifest(ctx context.Context, m *manifest.Manifest, err error) error {
+	e.log.Debug("transfers ended")
+	err = closeManifest(ctx, m, false, err)
+	e.log.Debug("manifest written")
+	return err
 }
 
 // closeManifest persists what the run recorded, even when ctx was cancelled,

@@ -120,7 +120,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	bw := s.newBodyWriter(w, r, f)
 	lr := logEntry(r, HostAPI, rt.name, escaped, f)
 	defer func() { s.stats.recordAnswer(lr, bw) }()
-	if !s.sleep(r.Context(), s.opts.Latency) {
+	if !s.sleep(r.Context(), s.latency()) {
 		panic(http.ErrAbortHandler)
 	}
 	switch f.Kind {

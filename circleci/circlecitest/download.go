@@ -101,7 +101,7 @@ func (s *Server) serveArtifactHost(w http.ResponseWriter, r *http.Request) {
 	bw := s.newBodyWriter(w, r, f)
 	lr := logEntry(r, HostArtifacts, route, escaped, f)
 	defer func() { s.stats.recordAnswer(lr, bw) }()
-	if !s.sleep(r.Context(), s.opts.Latency) {
+	if !s.sleep(r.Context(), s.latency()) {
 		panic(http.ErrAbortHandler)
 	}
 	switch f.Kind {
@@ -193,7 +193,7 @@ func (s *Server) serveStorage(w http.ResponseWriter, r *http.Request) {
 	bw := s.newBodyWriter(w, r, f)
 	lr := logEntry(r, HostStorage, route, escaped, f)
 	defer func() { s.stats.recordAnswer(lr, bw) }()
-	if !s.sleep(r.Context(), s.opts.Latency) {
+	if !s.sleep(r.Context(), s.latency()) {
 		panic(http.ErrAbortHandler)
 	}
 	switch f.Kind {

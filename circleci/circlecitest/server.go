@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -35,6 +36,10 @@ type Options struct {
 	PageSize int
 	// Latency is added to every request, API and downloads alike.
 	Latency time.Duration
+	// Jitter spreads Latency: each request waits Latency plus a uniform
+	// draw from [-Jitter, +Jitter] (never less than nothing), as on a
+	// network whose delay varies from one connection or moment to the next.
+	Jitter time.Duration
 	// Bandwidth limits every artifact download to that many bytes per
 	// second; 0 means unlimited.
 	Bandwidth int64
@@ -441,6 +446,16 @@ func (s *Server) fault(c Call) Fault {
 
 // sleep waits for d, or less if the request ends or the Server closes. It
 // reports whether the whole d elapsed.
+// latency is what one request waits before it is answered: Latency,
+// spread by Jitter.
+func (s *Server) latency() time.Duration {
+	d := s.opts.Latency
+	if j := s.opts.Jitter; j > 0 {
+		d += time.Duration(rand.Int64N(int64(2*j)+1)) - j
+	}
+	return max(d, 0)
+}
+
 func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return true

@@ -809,3 +809,28 @@ func TestOutage(t *testing.T) {
 		})
 	}
 }
+
+// TestJitterSpreadsLatency: with Jitter, requests wait Latency spread over
+// [Latency-Jitter, Latency+Jitter] rather than all the same, as on a network
+// whose delay varies; the fake's own log of each request tells.
+func TestJitterSpreadsLatency(t *testing.T) {
+	w, _ := smallWorld()
+	const latency, jitter = 40 * time.Millisecond, 30 * time.Millisecond
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token, Latency: latency, Jitter: jitter})
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() { do(t, newReq(t, srv.URL+"/api/v2/me", "Circle-Token", token)) })
+	}
+	wg.Wait()
+	lo, hi := time.Hour, time.Duration(0)
+	for _, lr := range srv.RequestLog() {
+		d := lr.Answered.Sub(lr.Received)
+		if d < latency-jitter {
+			t.Errorf("a request waited %v, less than Latency-Jitter (%v)", d, latency-jitter)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if hi-lo < jitter/2 {
+		t.Errorf("30 requests waited from %v to %v: Jitter %v does not spread them", lo, hi, jitter)
+	}
+}

@@ -76,6 +76,7 @@ func run() int {
 	bigSize := flag.Int64("big-size", 1<<30, "bytes per big artifact")
 	parallel := flag.Int("parallelism", 1, "nodes per job (each node has its own copy of the files)")
 	latency := flag.Duration("latency", 0, "added to every request")
+	jitter := flag.Duration("jitter", 0, "spreads -latency: each request waits it plus a uniform draw from [-jitter, +jitter]")
 	bandwidth := flag.Int64("bandwidth", 0, "bytes per second per download connection (0: unlimited)")
 	redirect := flag.Bool("redirect", false, "redirect downloads to a third, presigned-storage host")
 	noRange := flag.Bool("no-range", false, "ignore Range requests")
@@ -106,7 +107,7 @@ func run() int {
 		}
 	}
 	opts := circlecitest.Options{
-		Token: *token, Latency: *latency, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
+		Token: *token, Latency: *latency, Jitter: *jitter, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
 		PageSize: *pageSize, TLS: *useTLS,
 	}
 	if *http1 != "" {
@@ -193,6 +194,11 @@ type statsJSON struct {
 	// nanoseconds, 0 if there was none.
 	FirstDownload     int64 `json:"first_download"`
 	FirstArtifactList int64 `json:"first_artifact_list"`
+	// FirstRequest is when the first request of any route reached a host,
+	// LastAnswer when the last status line was sent: what a client spent
+	// before and after them is its own (start-up, finishing).
+	FirstRequest int64 `json:"first_request"`
+	LastAnswer   int64 `json:"last_answer"`
 	// Bytes counts the artifact bytes served.
 	Bytes int64 `json:"bytes"`
 }
@@ -219,6 +225,10 @@ func collectStats(srv *circlecitest.Server) statsJSON {
 			st.Protocols[lr.Host] = make(map[string]int)
 		}
 		st.Protocols[lr.Host][lr.Proto]++
+		first(&st.FirstRequest, lr.Received.UnixNano())
+		if !lr.Answered.IsZero() {
+			st.LastAnswer = max(st.LastAnswer, lr.Answered.UnixNano())
+		}
 		switch {
 		case lr.Host == circlecitest.HostArtifacts && lr.Route == "download":
 			first(&st.FirstDownload, lr.Received.UnixNano())

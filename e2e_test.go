@@ -629,7 +629,12 @@ func TestStallsAreAbandonedAndRetried(t *testing.T) {
 		{"no answer on first attempts", circlecitest.FirstOf(
 			circlecitest.OnHost(circlecitest.HostAPI, circlecitest.FailFirst(1, hang)),
 			circlecitest.OnDownloads(circlecitest.FailFirst(1, hang))), nil, 0, 20 * time.Second},
-		{"body always stalls", circlecitest.OnDownloads(func(circlecitest.Call) circlecitest.Fault { return stall }), []string{"--retries", "2"}, 1, 20 * time.Second},
+		// Attempts in a row that keep nothing fail an artifact; one
+		// that keeps bytes (16 KiB before each stall here) renews them,
+		// however often it stalls, as --retries says (the default 5,
+		// since on a busy machine an answer may itself miss 300 ms).
+		{"body always stalls before its first byte", circlecitest.OnDownloads(func(circlecitest.Call) circlecitest.Fault { return circlecitest.StallFault(0, time.Hour) }), []string{"--retries", "2"}, 1, 20 * time.Second},
+		{"body stalls after every 16 KiB", circlecitest.OnDownloads(func(circlecitest.Call) circlecitest.Fault { return circlecitest.StallFault(16<<10, time.Hour) }), nil, 0, 20 * time.Second},
 		{"download never answered", circlecitest.OnDownloads(func(circlecitest.Call) circlecitest.Fault { return hang }), []string{"--retries", "2"}, 1, 20 * time.Second},
 		{"API never answers", circlecitest.OnHost(circlecitest.HostAPI, func(circlecitest.Call) circlecitest.Fault { return hang }), nil, 1, 30 * time.Second},
 	}

@@ -25,23 +25,30 @@ import (
 func holdListing(t *testing.T, f *fixture, job *circlecitest.Job, patience time.Duration) (release chan struct{}, downloadedWhileHeld func() bool) {
 	t.Helper()
 	release = make(chan struct{})
-	var held, during atomic.Bool
+	var holding atomic.Int32
+	var downloaded, during atomic.Bool
+	var once stdsync.Once
 	suffix := "/" + strconv.FormatInt(job.Number(), 10) + "/artifacts?"
 	f.srv.SetFaults(func(c circlecitest.Call) circlecitest.Fault {
 		switch {
 		case c.Route == "artifacts" && strings.Contains(c.Key, suffix):
-			held.Store(true)
+			if downloaded.Load() {
+				// A download came before this listing was even asked
+				// for (a busy machine's order): it did not wait for it.
+				during.Store(true)
+				break
+			}
+			holding.Add(1)
 			select {
 			case <-release:
 			case <-time.After(patience):
 			}
-			held.Store(false)
-		case c.Download && held.Load():
-			during.Store(true)
-			select {
-			case <-release:
-			default:
-				close(release)
+			holding.Add(-1)
+		case c.Download:
+			downloaded.Store(true)
+			if holding.Load() > 0 {
+				during.Store(true)
+				once.Do(func() { close(release) })
 			}
 		}
 		return circlecitest.Fault{}

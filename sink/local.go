@@ -72,6 +72,8 @@ type Local struct {
 	partials atomic.Int32 // partialsUnknown, partialsNone or partialsSome
 
 	across acrossState // placeAcross: folders on other file systems
+
+	fds *dirFDs // folders held open for creating and placing files
 }
 
 const (
@@ -146,7 +148,9 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, localErr(fmt.Errorf("local destination: %w", err))
 	}
-	return &Local{dir: abs, root: destRoot{root, abs}, dirs: map[string]bool{}}, nil
+	l := &Local{dir: abs, root: destRoot{root, abs}, dirs: map[string]bool{}}
+	l.fds = newDirFDs(l)
+	return l, nil
 }
 
 func (l *Local) String() string { return l.dir }
@@ -255,11 +259,17 @@ func (l *Local) ensureDir(rel string) error {
 	return nil
 }
 
-// forgetDir drops what ensureDir remembers of rel, after it vanished.
+// forgetDir drops what ensureDir remembers of rel and of the folders above
+// it, after rel vanished: whoever removed it may have removed them too, and
+// the next ensureDir checks (and makes) each again.
 func (l *Local) forgetDir(rel string) {
-	l.mu.Lock()
-	delete(l.dirs, rel)
-	l.mu.Unlock()
+	for rel != "" && rel != "." {
+		l.mu.Lock()
+		delete(l.dirs, rel)
+		l.mu.Unlock()
+		l.fds.forget(rel)
+		rel = path.Dir(rel)
+	}
 }
 
 // syncDir makes the entries of folder rel durable.
@@ -285,7 +295,7 @@ func (l *Local) newTemp() (*os.File, string, error) {
 			return nil, "", err
 		}
 		rel := tmpDir + "/" + rand.Text()
-		f, err := l.root.OpenFile(native(rel), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := l.createFile(rel, 0o644)
 		switch {
 		case errors.Is(err, fs.ErrExist):
 			continue
@@ -380,7 +390,7 @@ func (l *Local) place(ctx context.Context, k *keptFile) (fs.FileInfo, error) {
 	if err := l.ensureDir(dir); err != nil {
 		return nil, err
 	}
-	if err := l.root.Rename(native(k.path), native(k.key)); err != nil {
+	if err := l.rename(k.path, k.key); err != nil {
 		if crossDevice(err) { // a mount inside the destination
 			return l.placeAcross(ctx, k, dir, fi)
 		}

@@ -84,17 +84,17 @@ func (s *Selection) validateSince() error {
 		return nil
 	}
 	for _, o := range []struct {
-		set  bool
-		flag string
+		set        bool
+		flag, what string
 	}{
-		{len(s.Jobs) > 0, "--job"},
-		{s.PipelineID != "", "--pipeline"},
-		{s.PipelineNumber != 0, "--pipeline-number"},
-		{len(s.Workflows) > 0, "--workflow"},
-		{s.Pipelines > 0, "--pipelines"},
+		{len(s.Jobs) > 0, "--job", "names the jobs itself"},
+		{s.PipelineID != "", "--pipeline", "names the pipeline itself"},
+		{s.PipelineNumber != 0, "--pipeline-number", "names the pipeline itself"},
+		{len(s.Workflows) > 0, "--workflow", "names the workflows itself"},
+		{s.Pipelines > 0, "--pipelines", "counts the newest pipelines instead"},
 	} {
 		if o.set {
-			return fmt.Errorf("--since takes every pipeline created since then and %s names what to take itself: give one of them (--since goes with --branch, --workflow-name, --job-name, --include and --exclude)", o.flag)
+			return fmt.Errorf("--since takes every pipeline created since then and %s %s: give one of them (--since goes with --branch, --workflow-name, --job-name, --include and --exclude)", o.flag, o.what)
 		}
 	}
 	return nil
@@ -119,7 +119,7 @@ func (r *resolver) since(ctx context.Context, g *errgroup.Group, emit func(Job))
 	// A quiet night with nothing built is no failure: said at info level,
 	// so that a run with -q prints nothing.
 	if n == 0 {
-		r.log.Info("no pipelines since "+sel.Since.UTC().Format(time.RFC3339), "project", r.slug.String(), "branch", sel.Branch)
+		r.log.Info("no pipelines since "+sel.Since.UTC().Format(time.RFC3339)+" on "+where, "project", r.slug.String())
 	} else {
 		r.log.Debug("pipelines in the window", "project", r.slug.String(), "pipelines", n, "since", sel.Since.UTC().Format(time.RFC3339))
 	}

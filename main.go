@@ -250,6 +250,7 @@ func (a *app) selectionFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&a.sel.Workflows, "workflow", nil, "every job of the workflow with this ID (repeatable; in a CircleCI job: \"$CIRCLE_WORKFLOW_ID\")")
 	f.StringVar(&a.sel.Branch, "branch", "", "the newest pipeline on this branch")
 	f.IntVar(&a.sel.Pipelines, "pipelines", 0, "with --branch (or the default branch): the newest K pipelines instead of one (default 1)")
+	f.Var(ccsync.NewSince(&a.sel.Since, time.Now), "since", "every pipeline created since then, on every branch or on --branch: 30d, 36h, 90m, a date (2026-11-01, midnight UTC) or an RFC 3339 time")
 	f.StringArrayVar(&a.sel.WorkflowNames, "workflow-name", nil, "keep jobs whose workflow name matches this glob (repeatable)")
 	f.StringArrayVar(&a.sel.JobNames, "job-name", nil, "keep jobs whose name matches this glob (repeatable)")
 	f.StringArrayVar(&a.sel.Include, "include", nil, "keep artifact paths matching this glob; ** crosses / (repeatable)")

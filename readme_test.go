@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
 	"github.com/artifact-sync/artifact-sync/sink/sinktest"
@@ -79,9 +80,12 @@ func readmeCommands(t *testing.T) []string {
 }
 
 // readmeWorld has what the README's examples name: gh/acme/widgets with a
-// main branch, two pipelines, jobs 12 and 13 with reports, jobs named test*.
+// main branch, two pipelines of the last hours (inside every --since
+// window), jobs 12 and 13 with reports, jobs named test*, and a rerun of
+// the newest workflow, whose jobs have the original's names.
 func readmeWorld() (*circlecitest.World, *circlecitest.Workflow) {
 	w := circlecitest.NewWorld()
+	w.SetClock(time.Now().Add(-3 * time.Hour))
 	p := w.AddProject("gh/acme/widgets", "main")
 	var last *circlecitest.Workflow
 	for range 2 {
@@ -94,6 +98,7 @@ func readmeWorld() (*circlecitest.World, *circlecitest.Workflow) {
 		}
 		last = wf
 	}
+	last.Rerun().AddJob("test-0", circlecitest.JobOptions{}).AddArtifact(0, "reports/junit.xml", 250)
 	return w, last
 }
 

@@ -357,6 +357,9 @@ type endpoint struct {
 	path    string
 	query   url.Values
 	project string
+	// more, when set, is asked after each page's items have been handed
+	// over whether to fetch the next page (see listSince).
+	more func() bool
 }
 
 // get performs an idempotent GET with retries, handing a 2xx body, read
@@ -705,7 +708,7 @@ func list[T any](ctx context.Context, c *Client, ep endpoint) iter.Seq2[T, error
 					return
 				}
 			}
-			if next == "" {
+			if next == "" || ep.more != nil && !ep.more() {
 				return
 			}
 			if seen[next] {

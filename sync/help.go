@@ -26,7 +26,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"Selection", []string{"job", "pipeline", "pipeline-number", "workflow", "branch", "pipelines"}},
+	{"Selection", []string{"job", "pipeline", "pipeline-number", "workflow", "branch", "pipelines", "since"}},
 	{"Filters", []string{"workflow-name", "job-name", "include", "exclude"}},
 	{"", nil}, // the command's own options
 	{"S3", []string{"s3-endpoint", "s3-region", "s3-path-style", "s3-lock"}},

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"iter"
+	"time"
 
 	"github.com/artifact-sync/artifact-sync/circleci"
 )
@@ -77,6 +78,10 @@ func (l *limitedAPI) Project(ctx context.Context, slug circleci.Slug) (*circleci
 
 func (l *limitedAPI) Pipelines(ctx context.Context, slug circleci.Slug, branch string) iter.Seq2[circleci.Pipeline, error] {
 	return limitSeq(ctx, l, l.api.Pipelines(ctx, slug, branch))
+}
+
+func (l *limitedAPI) PipelinesSince(ctx context.Context, slug circleci.Slug, branch string, since time.Time) iter.Seq2[circleci.Pipeline, error] {
+	return limitSeq(ctx, l, l.api.PipelinesSince(ctx, slug, branch, since))
 }
 
 func (l *limitedAPI) PipelineByNumber(ctx context.Context, slug circleci.Slug, number int64) (*circleci.Pipeline, error) {

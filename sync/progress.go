@@ -451,7 +451,7 @@ func observeAPI(api API, p Progress, sel *Selection) API {
 	if _, ok := p.(nopProgress); ok {
 		return api
 	}
-	if b, ok := p.(*barProgress); ok && len(sel.Jobs) == 0 && sel.PipelineID == "" && sel.PipelineNumber == 0 && len(sel.Workflows) == 0 {
+	if b, ok := p.(*barProgress); ok && len(sel.Jobs) == 0 && sel.PipelineID == "" && sel.PipelineNumber == 0 && len(sel.Workflows) == 0 && sel.Since.IsZero() {
 		b.pipes.Store(int64(max(sel.Pipelines, 1))) // the newest K of a branch
 	}
 	return &observedAPI{API: api, p: p}
@@ -479,6 +479,10 @@ func (o *observedAPI) found(k Found) func() { return func() { o.p.Found(k) } }
 
 func (o *observedAPI) Pipelines(ctx context.Context, slug circleci.Slug, branch string) iter.Seq2[circleci.Pipeline, error] {
 	return observeSeq(o.API.Pipelines(ctx, slug, branch), o.found(FoundPipeline))
+}
+
+func (o *observedAPI) PipelinesSince(ctx context.Context, slug circleci.Slug, branch string, since time.Time) iter.Seq2[circleci.Pipeline, error] {
+	return observeSeq(o.API.PipelinesSince(ctx, slug, branch, since), o.found(FoundPipeline))
 }
 
 func (o *observedAPI) PipelineByNumber(ctx context.Context, slug circleci.Slug, number int64) (*circleci.Pipeline, error) {

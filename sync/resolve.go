@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	stdsync "sync"
+	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"golang.org/x/sync/errgroup"
@@ -19,6 +20,7 @@ import (
 type API interface {
 	Project(ctx context.Context, slug circleci.Slug) (*circleci.Project, error)
 	Pipelines(ctx context.Context, slug circleci.Slug, branch string) iter.Seq2[circleci.Pipeline, error]
+	PipelinesSince(ctx context.Context, slug circleci.Slug, branch string, since time.Time) iter.Seq2[circleci.Pipeline, error]
 	PipelineByNumber(ctx context.Context, slug circleci.Slug, number int64) (*circleci.Pipeline, error)
 	Pipeline(ctx context.Context, id string) (*circleci.Pipeline, error)
 	Workflows(ctx context.Context, pipelineID string) iter.Seq2[circleci.Workflow, error]
@@ -30,7 +32,8 @@ type API interface {
 
 // Selection says which jobs to take artifacts from, following cli.md: at most
 // one of Jobs, PipelineID, PipelineNumber, Workflows and Branch is set; none
-// means the newest pipeline of the project's default branch.
+// means the newest pipeline of the project's default branch. Since, alone or
+// with Branch, takes every pipeline created since then instead.
 type Selection struct {
 	Jobs           []int64
 	PipelineID     string
@@ -38,6 +41,9 @@ type Selection struct {
 	Workflows      []string
 	Branch         string
 	Pipelines      int // with Branch or the default: how many of the newest pipelines; 0 means 1
+	// Since, when not zero, selects every pipeline created at or after it,
+	// on Branch or on every branch.
+	Since time.Time
 
 	WorkflowNames []string // globs on workflow names
 	JobNames      []string // globs on job names
@@ -74,6 +80,9 @@ func (s *Selection) Validate() error {
 	}
 	if s.Pipelines > 0 && n > 0 && s.Branch == "" {
 		return errors.New("--pipelines goes with --branch (or with no selection, for the default branch)")
+	}
+	if err := s.validateSince(); err != nil {
+		return err
 	}
 	for flag, globs := range map[string][]string{
 		"--workflow-name": s.WorkflowNames, "--job-name": s.JobNames,
@@ -206,9 +215,13 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 }
 
 // branch schedules the lookup of the newest pipelines on the selected branch
-// (the project's default branch when none is given).
+// (the project's default branch when none is given), or of those in the
+// window of --since.
 func (r *resolver) branch(ctx context.Context, g *errgroup.Group, emit func(Job)) error {
 	sel := r.sel
+	if !sel.Since.IsZero() {
+		return r.since(ctx, g, emit)
+	}
 	branch := sel.Branch
 	if branch == "" {
 		p, err := r.api.Project(ctx, r.slug)

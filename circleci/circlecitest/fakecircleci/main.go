@@ -3,7 +3,8 @@
 //
 // It builds a project gh/acme/widgets whose default branch main has
 // -pipelines pipelines, each with one workflow "build" of -jobs jobs with
-// -files artifacts of -size bytes, prints the environment a client needs
+// -files artifacts of -size bytes (or, with -days and -branches, as many
+// pipelines spread over the days before now on several branches), prints the environment a client needs
 // (CIRCLECI_HOST, CIRCLE_TOKEN) and serves until interrupted.
 //
 // Given a command after the flags, it runs that command with the environment
@@ -68,7 +69,7 @@ Flags:
 }
 
 func run() int {
-	pipelines := flag.Int("pipelines", 1, "pipelines on main")
+	pipelines := flag.Int("pipelines", 1, "pipelines (on main, or on -branches branches)")
 	jobs := flag.Int("jobs", 3, "jobs per pipeline")
 	files := flag.Int("files", 5, "artifacts per job")
 	size := flag.Int64("size", 16<<10, "bytes per artifact")
@@ -85,13 +86,14 @@ func run() int {
 	useTLS := flag.Bool("tls", false, "serve every host over HTTPS, with HTTP/2 for clients that offer it, and set SSL_CERT_FILE to the certificate")
 	http1 := flag.String("http1", "", "with -tls, comma-separated hosts that speak only HTTP/1.1 (api, artifacts, storage; S3 does so for presigned storage)")
 	certFile := flag.String("cert", "", "with -tls, write the certificate (PEM) to this file (default: a temporary file removed at exit)")
+	win := windowFlags(flag.CommandLine)
 	flag.Usage = usage
 	flag.Parse()
 
 	w := circlecitest.NewWorld()
 	p := w.AddProject("gh/acme/widgets", "main")
-	for range *pipelines {
-		wf := p.AddPipeline("main").AddWorkflow("build")
+	for i := range *pipelines {
+		wf := p.AddPipeline(win.place(w, i, *pipelines)).AddWorkflow("build")
 		for j := range *jobs {
 			job := wf.AddJob("job-"+strconv.Itoa(j), circlecitest.JobOptions{Parallelism: *parallel})
 			for node := range *parallel {

@@ -129,7 +129,7 @@ func TestJobByID(t *testing.T) {
 	}
 }
 
-// headerLog records the credentials requests arrive with.
+// credLog records the credentials requests arrive with.
 type credLog struct {
 	mu  stdsync.Mutex
 	got []string

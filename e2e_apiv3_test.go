@@ -192,10 +192,8 @@ func TestNoV3ReportsV2Error(t *testing.T) {
 	w, build, _, _, _ := v3World()
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, V2ArtifactsGone: 404, NoV3: true})
 	d := localDest(t, srv)
-	r := runTool(t, d.env, time.Minute, d.pull("--job", fmt.Sprint(build.Number()))...)
-	if r.code == 0 {
-		t.Fatalf("exit 0 without any listing:\n%s", r.stderr)
-	}
+	r := runTool(t, d.env, time.Minute, d.pull("--job", fmt.Sprint(build.Number()), "--api", "auto")...)
+	wantCode(t, r, 1) // a job whose listing failed
 	want := fmt.Sprintf("GET /api/v2/project/gh/acme/widgets/%d/artifacts: 404 Not Found", build.Number())
 	if !strings.Contains(r.stderr+r.stdout, want) || strings.Contains(r.stderr+r.stdout, "/api/v3/") || strings.Contains(r.stderr, switchLine) {
 		t.Errorf("want the v2 error %q and no word of v3:\nstdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)

@@ -44,7 +44,7 @@ func (s *Selection) Parse(project string, jobs []string, pipelineNumber int64) (
 		}
 		n, err := strconv.ParseInt(strings.TrimSpace(j), 10, 64)
 		if err != nil || n <= 0 {
-			return slug, Usagef("--job %q is neither a job number nor a job ID: give numbers such as --job 123,124, "+
+			return slug, Usagef("--job %q is neither a job number nor a job ID: give positive numbers such as --job 123,124, "+
 				"or the job's UUID (inside a CircleCI job: \"$CIRCLE_WORKFLOW_JOB_ID\")", j)
 		}
 		if !slices.Contains(s.Jobs, n) {

@@ -63,6 +63,7 @@ type app struct {
 	args           []string // as given, for the command that resumes a run
 
 	api            circleci.Config // Token, Host, IdleTimeout, Retry.MaxElapsed
+	apiVersion     string          // --api: auto, v2 or v3
 	verbose, quiet bool
 	logFormat      string
 	asJSON         bool
@@ -244,7 +245,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 
 func (a *app) selectionFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringSliceVar(&a.jobs, "job", nil, "job numbers N[,N...] (repeatable), whatever their status")
+	f.StringSliceVar(&a.jobs, "job", nil, "job numbers or job IDs N[,N...] (repeatable), whatever their status; in a CircleCI job: \"$CIRCLE_WORKFLOW_JOB_ID\"")
 	f.StringVar(&a.sel.PipelineID, "pipeline", "", "every job of every workflow of the pipeline with this ID")
 	f.Int64Var(&a.pipeNum, "pipeline-number", 0, "every job of every workflow of the pipeline with this number")
 	f.StringArrayVar(&a.sel.Workflows, "workflow", nil, "every job of the workflow with this ID (repeatable; in a CircleCI job: \"$CIRCLE_WORKFLOW_ID\")")
@@ -271,7 +272,8 @@ func (a *app) listCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			api := ccsync.LimitAPI(client, 8)
+			api, report := ccsync.ChooseAPI(ccsync.LimitAPI(client, 8), a.apiVersion, a.log)
+			defer report()
 			return ccsync.List(cmd.Context(), api, slug, &a.sel, ccsync.ListOptions{JSON: a.asJSON, Out: a.stdout, Log: a.log})
 		},
 	}
@@ -311,6 +313,7 @@ func (a *app) pullCmd() *cobra.Command {
 }
 
 func (a *app) apiRetryFlag(cmd *cobra.Command) {
+	cmd.Flags().Var(ccsync.NewChoice(&a.apiVersion, ccsync.APIAuto, ccsync.APIV2, ccsync.APIV3), "api", "which CircleCI API lists artifacts: auto (v2, moving to v3 if v2's listing is retired), v2 (by job number; CircleCI Server) or v3 (by job ID)")
 	cmd.Flags().Var(ccsync.NewDuration(&a.api.Retry.MaxElapsed, "2m"), "api-retry-for", "keep retrying an API call through an outage (refused or reset connections, timeouts, 502/503/504, 429), and waiting for a download host that refuses or drops every connection, for this long before giving up")
 }
 
@@ -440,7 +443,9 @@ func (a *app) pull(ctx context.Context, project string) (*ccsync.Summary, error)
 		// Gone before the summary is printed, however the run ended.
 		defer opts.Progress.Finish()
 	}
-	sum, err := ccsync.Pull(ctx, ccsync.LimitAPI(client, 8), client, slug, &a.sel, nil, opts)
+	api, report := ccsync.ChooseAPI(ccsync.LimitAPI(client, 8), a.apiVersion, a.log)
+	defer report()
+	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, nil, opts)
 	if err != nil && sum.Transferred+sum.Skipped+sum.Failed == 0 &&
 		exitCode(ctx, err) == exitUsage && !errors.As(err, new(*sink.LockedError)) {
 		a.dest.Undo() // a refused run creates nothing

@@ -139,7 +139,7 @@ func TestREADMEExamplesRun(t *testing.T) {
 			cmd.Env = append(os.Environ(),
 				"PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"),
 				"CIRCLECI_HOST="+srv.URL, "CIRCLE_TOKEN="+testToken,
-				"CIRCLE_WORKFLOW_ID="+wf.ID(), "CIRCLE_PROJECT_USERNAME=acme", "CIRCLE_PROJECT_REPONAME=widgets",
+				"CIRCLE_WORKFLOW_ID="+wf.ID(), "CIRCLE_WORKFLOW_JOB_ID="+wf.Jobs()[0].ID(), "CIRCLE_PROJECT_USERNAME=acme", "CIRCLE_PROJECT_REPONAME=widgets",
 				"AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey,
 				// The sharded recipes' index variables: CircleCI's parallelism, an Indexed Job, a matrix.
 				"CIRCLE_NODE_INDEX=0", "CIRCLE_NODE_TOTAL=1", "JOB_COMPLETION_INDEX=0", "SHARD=0",

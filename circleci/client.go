@@ -229,6 +229,7 @@ func (c *Client) acquire(ctx context.Context) (func(), error) {
 // Client is a CircleCI API v2 client. It is safe for concurrent use.
 type Client struct {
 	base      *url.URL // <host>/api/v2, no trailing slash
+	v3base    *url.URL // <host>/api/v3, no trailing slash
 	token     string
 	userAgent string
 	hc        *http.Client
@@ -251,6 +252,9 @@ type Client struct {
 	troubleMu    stdsync.Mutex
 	troubleSince time.Time
 	lastOK       time.Time
+
+	// notices gathers the Deprecation and Sunset headers of the answers.
+	notices notices
 
 	// newTimer replaces the backoff wait in tests; nil means real time.
 	newTimer func() backoff.Timer
@@ -284,6 +288,10 @@ func New(cfg Config) (*Client, error) {
 	base := &url.URL{Scheme: u.Scheme, Host: u.Host}
 	prefix := strings.TrimRight(u.EscapedPath(), "/") + "/api/v2"
 	if err := setEscapedPath(base, prefix); err != nil {
+		return nil, fmt.Errorf("circleci: invalid host %q: %v", host, err)
+	}
+	v3base := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	if err := setEscapedPath(v3base, strings.TrimSuffix(prefix, "/api/v2")+"/api/v3"); err != nil {
 		return nil, fmt.Errorf("circleci: invalid host %q: %v", host, err)
 	}
 
@@ -320,6 +328,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		base:      base,
+		v3base:    v3base,
 		token:     cfg.Token,
 		userAgent: ua,
 		hc:        &hc,
@@ -351,23 +360,34 @@ func setEscapedPath(u *url.URL, escaped string) error {
 	return nil
 }
 
-// endpoint is an API call: its escaped path under /api/v2 and query, and
-// the project it is scoped to (for the 404 message).
+// endpoint is an API call: its escaped path under /api/v2 (/api/v3 with
+// v3) and query, and the project or job it is scoped to (for the 404
+// message).
 type endpoint struct {
 	path    string
 	query   url.Values
 	project string
+	job     string // a job's UUID
+	v3      bool
 	// more, when set, is asked after each page's items have been handed
 	// over whether to fetch the next page (see listSince).
 	more func() bool
+}
+
+// baseOf is where ep's path is rooted: <host>/api/v2 or <host>/api/v3.
+func (c *Client) baseOf(ep endpoint) *url.URL {
+	if ep.v3 {
+		return c.v3base
+	}
+	return c.base
 }
 
 // get performs an idempotent GET with retries, handing a 2xx body, read
 // through a limit of limit bytes, to decode. decode may be called once per
 // attempt and must reset what it fills.
 func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(io.Reader) error) error {
-	u := *c.base
-	if err := setEscapedPath(&u, c.base.EscapedPath()+"/"+ep.path); err != nil {
+	u := *c.baseOf(ep)
+	if err := setEscapedPath(&u, u.EscapedPath()+"/"+ep.path); err != nil {
 		return fmt.Errorf("circleci: bad request path: %w", err)
 	}
 	u.RawQuery = ep.query.Encode()
@@ -498,7 +518,11 @@ func (c *Client) troubleOver() {
 
 // getOnce is one attempt of get.
 func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt int, limit int64, decode func(io.Reader) error) error {
-	req, err := http.NewRequestWithContext(withTokenScope(ctx, c.base), http.MethodGet, u.String(), nil)
+	scoped := withTokenScope(ctx, c.base)
+	if ep.v3 {
+		scoped = withBearer(scoped)
+	}
+	req, err := http.NewRequestWithContext(scoped, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
 	}
@@ -518,12 +542,15 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 	}()
 	c.logger.DebugContext(ctx, "circleci request", "method", req.Method, "path", u.EscapedPath(),
 		"status", resp.StatusCode, "attempt", attempt, "duration", time.Since(start))
+	c.notices.note(resp.Header, c.route(u.EscapedPath()), time.Now())
 	if err := checkResponse(resp, c.token); err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
 			switch {
 			case ep.query.Has("page-token"):
 				e.hint = "the page token was rejected (expired or invalid); list again from the first page"
+			case ep.job != "":
+				e.hint = "no job " + ep.job + " (check the job ID), or the token cannot see its project"
 			case ep.project != "" && strings.HasPrefix(e.Message, "Job not found"):
 				e.hint = "no such job in " + ep.project + " (check the job number), or the token cannot see the project"
 			case ep.project != "":

@@ -1,6 +1,7 @@
 package circleci
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -57,7 +58,8 @@ type Error struct {
 	// StatusCode is the HTTP status code.
 	StatusCode int
 	// Message is the server's explanation: the "message" or "error" field of
-	// a JSON body, or the start of a plain-text body. It may be empty.
+	// a JSON body (API v3's error envelope gives its detail, or its title),
+	// or the start of a plain-text body. It may be empty.
 	Message string
 	// RetryAfter is the wait the server asked for in Retry-After (seconds or
 	// an HTTP date), as sent; zero if absent. See [RetryAfter] for the
@@ -167,6 +169,13 @@ func errorMessage(contentType string, body []byte) string {
 			var s string
 			if json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
 				return clean(s)
+			}
+		}
+		// API v3's envelope: {"error": {"id", "title", "detail", ...}}.
+		var env struct{ Title, Detail string }
+		if json.Unmarshal(v.Error, &env) == nil {
+			if m := cmp.Or(strings.TrimSpace(env.Detail), strings.TrimSpace(env.Title)); m != "" {
+				return clean(m)
 			}
 		}
 	}

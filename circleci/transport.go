@@ -56,8 +56,8 @@ func checkInsecure(u *url.URL) error {
 	return nil
 }
 
-// authTransport adds the Circle-Token header to requests whose context scope
-// matches their origin. On a redirected hop it adds the token only if every
+// authTransport adds the token to requests whose context scope matches
+// their origin: as Circle-Token, or as Authorization: Bearer for API v3. On a redirected hop it adds the token only if every
 // hop of the chain so far stayed on that origin, so a token once dropped
 // stays dropped.
 type authTransport struct {
@@ -76,8 +76,27 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	r := req.Clone(req.Context())
-	r.Header.Set("Circle-Token", t.token)
+	if wantsBearer(req) {
+		// API v3 takes the token as a Bearer credential; the header
+		// goes where Circle-Token would, and checkRedirect drops it alike.
+		r.Header.Set("Authorization", "Bearer "+t.token)
+	} else {
+		r.Header.Set("Circle-Token", t.token)
+	}
 	return t.next.RoundTrip(r)
+}
+
+// bearerKey marks a request's context for the token as Authorization:
+// Bearer instead of Circle-Token (API v3).
+type bearerKey struct{}
+
+func withBearer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bearerKey{}, true)
+}
+
+func wantsBearer(req *http.Request) bool {
+	b, _ := req.Context().Value(bearerKey{}).(bool)
+	return b
 }
 
 func (t *authTransport) wantsToken(req *http.Request) bool { return carriesToken(req) }

@@ -108,6 +108,10 @@ func (l *limitedAPI) JobDetails(ctx context.Context, slug circleci.Slug, number 
 	return limitOne(ctx, l, func() (*circleci.JobDetails, error) { return l.api.JobDetails(ctx, slug, number) })
 }
 
+func (l *limitedAPI) JobByID(ctx context.Context, id string) (*circleci.JobInfo, error) {
+	return limitOne(ctx, l, func() (*circleci.JobInfo, error) { return l.api.JobByID(ctx, id) })
+}
+
 func (l *limitedAPI) Artifacts(ctx context.Context, slug circleci.Slug, jobNumber int64) iter.Seq2[circleci.Artifact, error] {
 	return limitSeq(ctx, l, l.api.Artifacts(ctx, slug, jobNumber))
 }

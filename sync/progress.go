@@ -451,7 +451,7 @@ func observeAPI(api API, p Progress, sel *Selection) API {
 	if _, ok := p.(nopProgress); ok {
 		return api
 	}
-	if b, ok := p.(*barProgress); ok && len(sel.Jobs) == 0 && sel.PipelineID == "" && sel.PipelineNumber == 0 && len(sel.Workflows) == 0 && sel.Since.IsZero() {
+	if b, ok := p.(*barProgress); ok && len(sel.Jobs) == 0 && len(sel.JobIDs) == 0 && sel.PipelineID == "" && sel.PipelineNumber == 0 && len(sel.Workflows) == 0 && sel.Since.IsZero() {
 		b.pipes.Store(int64(max(sel.Pipelines, 1))) // the newest K of a branch
 	}
 	return &observedAPI{API: api, p: p}

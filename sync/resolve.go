@@ -27,6 +27,8 @@ type API interface {
 	Workflow(ctx context.Context, id string) (*circleci.Workflow, error)
 	WorkflowJobs(ctx context.Context, workflowID string) iter.Seq2[circleci.Job, error]
 	JobDetails(ctx context.Context, slug circleci.Slug, number int64) (*circleci.JobDetails, error)
+	// JobByID is a job by its UUID, for --job "$CIRCLE_WORKFLOW_JOB_ID".
+	JobByID(ctx context.Context, id string) (*circleci.JobInfo, error)
 	Artifacts(ctx context.Context, slug circleci.Slug, jobNumber int64) iter.Seq2[circleci.Artifact, error]
 }
 
@@ -36,6 +38,7 @@ type API interface {
 // with Branch, takes every pipeline created since then instead.
 type Selection struct {
 	Jobs           []int64
+	JobIDs         []string // jobs by UUID; one selection with Jobs
 	PipelineID     string
 	PipelineNumber int64 // 0: not given
 	Workflows      []string
@@ -56,7 +59,7 @@ type Selection struct {
 // Validate checks the globs and the combination of selection flags.
 func (s *Selection) Validate() error {
 	n := 0
-	for _, set := range []bool{len(s.Jobs) > 0, s.PipelineID != "", s.PipelineNumber != 0, len(s.Workflows) > 0, s.Branch != ""} {
+	for _, set := range []bool{len(s.Jobs) > 0 || len(s.JobIDs) > 0, s.PipelineID != "", s.PipelineNumber != 0, len(s.Workflows) > 0, s.Branch != ""} {
 		if set {
 			n++
 		}
@@ -153,10 +156,13 @@ func (r *resolver) run(ctx context.Context, emit func(Job)) error {
 	g, ctx := errgroup.WithContext(ctx)
 	sel := r.sel
 	switch {
-	case len(sel.Jobs) > 0:
+	case len(sel.Jobs) > 0 || len(sel.JobIDs) > 0:
 		pipelines := &pipelineCache{api: r.api, m: map[string]*pipelineEntry{}}
 		for _, n := range sel.Jobs {
 			g.Go(func() error { return r.job(ctx, n, pipelines, emit) })
+		}
+		for _, id := range sel.JobIDs {
+			g.Go(func() error { return r.jobByID(ctx, id, pipelines, emit) })
 		}
 	case sel.PipelineID != "":
 		p, err := r.api.Pipeline(ctx, sel.PipelineID)

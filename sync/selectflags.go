@@ -36,9 +36,16 @@ func (s *Selection) Parse(project string, jobs []string, pipelineNumber int64) (
 		pipelineNumber = ref.PipelineNumber
 	}
 	for _, j := range jobs {
+		if id := strings.TrimSpace(j); circleci.IsUUID(id) {
+			if id = strings.ToLower(id); !slices.Contains(s.JobIDs, id) {
+				s.JobIDs = append(s.JobIDs, id)
+			}
+			continue
+		}
 		n, err := strconv.ParseInt(strings.TrimSpace(j), 10, 64)
 		if err != nil || n <= 0 {
-			return slug, Usagef("--job %q is not a job number: give positive numbers such as --job 123,124", j)
+			return slug, Usagef("--job %q is neither a job number nor a job ID: give positive numbers such as --job 123,124, "+
+				"or the job's UUID (inside a CircleCI job: \"$CIRCLE_WORKFLOW_JOB_ID\")", j)
 		}
 		if !slices.Contains(s.Jobs, n) {
 			s.Jobs = append(s.Jobs, n)

@@ -87,7 +87,7 @@ func (s *Selection) validateSince() error {
 		set        bool
 		flag, what string
 	}{
-		{len(s.Jobs) > 0, "--job", "names the jobs itself"},
+		{len(s.Jobs) > 0 || len(s.JobIDs) > 0, "--job", "names the jobs itself"},
 		{s.PipelineID != "", "--pipeline", "names the pipeline itself"},
 		{s.PipelineNumber != 0, "--pipeline-number", "names the pipeline itself"},
 		{len(s.Workflows) > 0, "--workflow", "names the workflows itself"},

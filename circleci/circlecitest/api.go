@@ -26,7 +26,8 @@ type apiRoute struct {
 	slug  string // as requested, decoded
 	num   int64  // pipeline or job number
 	numOK bool
-	id    string // pipeline or workflow ID
+	id    string // pipeline, workflow or job ID
+	v3    bool   // below /api/v3
 }
 
 // parseAPIPath parses an escaped path below /api/v2. A project slug may come
@@ -34,6 +35,9 @@ type apiRoute struct {
 // anything in between.
 func parseAPIPath(escaped string) apiRoute {
 	notFound := apiRoute{name: "not-found"}
+	if rest, ok := strings.CutPrefix(escaped, "/api/v3/"); ok {
+		return parseV3Path(rest)
+	}
 	rest, ok := strings.CutPrefix(escaped, "/api/v2/")
 	if !ok {
 		return notFound
@@ -63,6 +67,8 @@ func parseAPIPath(escaped string) apiRoute {
 		return apiRoute{name: "workflow", id: segs[1]}
 	case len(segs) == 3 && segs[0] == "workflow" && segs[2] == "job":
 		return apiRoute{name: "jobs", id: segs[1]}
+	case len(segs) == 2 && segs[0] == "jobs":
+		return apiRoute{name: "job-by-id", id: segs[1]}
 	case len(segs) < 2 || segs[0] != "project":
 		return notFound
 	}
@@ -123,6 +129,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.sleep(r.Context(), s.latency()) {
 		panic(http.ErrAbortHandler)
 	}
+	s.addNotice(bw, rt)
 	switch f.Kind {
 	case FaultStatus:
 		s.serveFaultStatus(bw, r, HostAPI, f)
@@ -132,6 +139,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	defer bw.finish()
+	switch {
+	case rt.v3:
+		s.serveV3(bw, r, rt)
+		return
+	case rt.name == "artifacts" && s.v2Gone.Load() != 0:
+		// A retired route answers before any token check.
+		gone := int(s.v2Gone.Load())
+		writeJSON(bw, r, gone, message{http.StatusText(gone)})
+		return
+	}
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || rt.name == "not-found" {
 		writeJSON(bw, r, http.StatusNotFound, message{"Not Found"})
 		return
@@ -166,6 +183,13 @@ func (s *Server) handleAPI(r *http.Request, rt apiRoute) (int, any) {
 			wfs = append(wfs, pl.workflows[i])
 		}
 		return page(s, r, "workflows "+pl.id, wfs, 20, s.workflowJSON)
+
+	case "job-by-id":
+		j := w.jobs[rt.id]
+		if j == nil {
+			return http.StatusNotFound, message{"Job not found"}
+		}
+		return http.StatusOK, s.jobByIDJSON(j)
 
 	case "workflow", "jobs":
 		if rt.name == "workflow" && !isUUID(rt.id) {

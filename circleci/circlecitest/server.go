@@ -63,6 +63,20 @@ type Options struct {
 	// HTTP1 names the hosts (HostAPI, HostArtifacts, HostStorage) that
 	// offer only HTTP/1.1 over TLS, as S3 does for presigned storage.
 	HTTP1 []string
+	// V2ArtifactsGone, 404 or 410, retires API v2's job artifacts route:
+	// it answers that status to every request, as CircleCI will once it
+	// removes it. 0 serves it. See also RetireV2Artifacts.
+	V2ArtifactsGone int
+	// NoV3 serves no API v3, as on CircleCI Server: its routes answer 404.
+	NoV3 bool
+	// V3MaxLimit is the largest page[limit] API v3 takes; more answers
+	// 400. 0 means DefaultV3MaxLimit. Without page[limit], a v3 page holds
+	// PageSize items (0: all).
+	V3MaxLimit int
+	// Notices adds Deprecation, Sunset and Link headers to the answers of
+	// the API routes they are keyed by (the names of Server.Requests;
+	// "" for every route without its own).
+	Notices map[string]Notice
 }
 
 // A Server serves a World over HTTP on 127.0.0.1: the API at URL + "/api/v2",
@@ -87,6 +101,9 @@ type Server struct {
 	cert   *serverCert // nil without Options.TLS
 
 	connSeq atomic.Uint64
+	// v2Gone is the status of the retired v2 artifacts route, 0 while it
+	// serves (see RetireV2Artifacts).
+	v2Gone atomic.Int64
 
 	faultMu  sync.Mutex
 	faults   FaultFunc
@@ -127,6 +144,7 @@ func NewServer(w *World, opts Options) (*Server, error) {
 		attempts: make(map[string]int),
 		closed:   make(chan struct{}),
 	}
+	s.v2Gone.Store(int64(opts.V2ArtifactsGone))
 	w.mu.RLock()
 	var seed [8]byte
 	binary.BigEndian.PutUint64(seed[:], w.seed)
@@ -703,6 +721,15 @@ func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType s
 func (s *Server) serveFaultStatus(w http.ResponseWriter, r *http.Request, host string, f Fault) {
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if host == HostAPI && !f.PlainText && strings.Contains(r.URL.Path, "/api/v3/") {
+		if f.Status == http.StatusUnauthorized {
+			// Token validation in front of v3 answers a bare message.
+			writeJSON(w, r, f.Status, message{"Unauthorized"})
+			return
+		}
+		writeJSON(w, r, f.Status, v3Error(f.Status, http.StatusText(f.Status), ""))
+		return
 	}
 	if host == HostAPI && !f.PlainText {
 		msg := http.StatusText(f.Status)

@@ -184,7 +184,8 @@ func (s *Server) ConnectionsUsed(host string) int {
 
 // Requests returns how many requests were made for route since the last
 // ResetStats. API routes: "me", "project", "pipelines", "pipeline-by-number",
-// "pipeline", "workflows", "workflow", "jobs", "job", "artifacts". Download
+// "pipeline", "workflows", "workflow", "jobs", "job", "artifacts",
+// "job-by-id" (GET /api/v2/jobs/{id}), "v3-artifacts". Download
 // hosts: "download" (artifact host), "storage" (storage host). Anything
 // else: "not-found".
 func (s *Server) Requests(route string) int {

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -441,5 +442,63 @@ func TestProjectsUsage(t *testing.T) {
 	r = runCLI(t, env, "list", "gh/acme/widgets", "--shard", "3/8", "--json")
 	if r.code != 0 || strings.Count(r.stdout, "\n") != 2 {
 		t.Errorf("one project on its own shard: exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestInterruptStopsEveryProject: Ctrl-C during the second of three
+// projects stops the run (the third is not started) and exits 130 with the
+// command that resumes it; the rerun completes every project.
+func TestInterruptStopsEveryProject(t *testing.T) {
+	w, ps := projectsWorld("gh/acme/a", "gh/acme/b", "gh/acme/c")
+	big := ps[1].Pipelines()[2].Workflows()[0].Jobs()[0].AddArtifact(0, "dist/big.bin", 4<<20)
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken, Bandwidth: 1 << 20})
+	d := localDest(t, srv)
+	args := []string{"pull", "gh/acme/a", "gh/acme/b", "gh/acme/c", "--to", d.to}
+	p := startTool(t, d.env, args...)
+	if !p.waitUntil(func() bool { return srv.Downloads(big).Bytes >= 1<<20 }) {
+		t.Fatalf("the run ended before the signal:\n%s", p.stderr.String())
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	r := p.wait(30 * time.Second)
+	wantCode(t, r, 130)
+	for _, s := range []string{"gh/acme/a: 2 artifacts: 2 transferred", "gh/acme/c: not started", "to resume: artifact-sync pull gh/acme/a gh/acme/b gh/acme/c --to"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("the summary does not say %q:\n%s", s, r.stdout)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.to, "gh", "acme", "c")); err == nil {
+		t.Errorf("the project after the interrupted one was started")
+	}
+	if !strings.Contains(lastLine(r.stderr), "interrupted") {
+		t.Errorf("the last line does not say the run was interrupted:\n%s", r.stderr)
+	}
+	r = runTool(t, d.env, time.Minute, args...)
+	wantCode(t, r, 0)
+	want := projectMirror(1, ps...)
+	want["gh/acme/b/"+key(big.Job().Number(), 0, big.Path())] = wantFile{art: big, sha: big.SHA256(), size: big.Size()}
+	checkProjects(t, dirTree(t, d.to), want, "gh/acme/a", "gh/acme/b", "gh/acme/c")
+}
+
+// TestProjectsManifestElsewhere: with --manifest LOCATION each project's
+// manifest is under LOCATION/<slug>/, and a rerun finds it there.
+func TestProjectsManifestElsewhere(t *testing.T) {
+	w, ps := projectsWorld("gh/acme/widgets", "gh/acme/gadgets")
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken})
+	d := localDest(t, srv)
+	loc := filepath.Join(t.TempDir(), "manifests")
+	args := []string{"pull", "gh/acme/widgets", "gh/acme/gadgets", "--to", d.to, "--manifest", loc}
+	wantCode(t, runTool(t, d.env, time.Minute, args...), 0)
+	for _, p := range ps {
+		if entries, err := os.ReadDir(filepath.Join(loc, filepath.FromSlash(p.Slug()))); err != nil || len(entries) == 0 {
+			t.Errorf("no manifest of %s under --manifest: %v", p.Slug(), err)
+		}
+	}
+	if got := dirTree(t, d.to).artifacts(); len(got) != len(projectMirror(1, ps...)) {
+		t.Errorf("the mirror holds %v", got)
+	}
+	r := runTool(t, d.env, time.Minute, args...)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, "2 projects: 4 artifacts: 0 transferred") {
+		t.Errorf("a rerun did not find the manifests under --manifest:\n%s", r.stdout)
 	}
 }

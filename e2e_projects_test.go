@@ -290,6 +290,26 @@ func TestProjectsFrom(t *testing.T) {
 	if !maps.Equal(seen, map[string]int{"gh/acme/widgets": 2, "gh/acme/gadgets": 2}) {
 		t.Errorf("list --json over two projects lists %v", seen)
 	}
+
+	// A dry run's plan names each line's project; it creates nothing.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	r = runTool(t, d.env, time.Minute, "pull", "--projects-from", file, "--to", fresh, "--dry-run", "--json")
+	wantCode(t, r, 0)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	planned := map[string]int{}
+	for _, line := range lines[:len(lines)-1] {
+		var step struct{ Project, Action, Key string }
+		if err := json.Unmarshal([]byte(line), &step); err != nil || step.Action != "transfer" {
+			t.Fatalf("dry run --json: %v: %s", err, line)
+		}
+		planned[step.Project]++
+	}
+	if !maps.Equal(planned, map[string]int{"gh/acme/widgets": 2, "bb/acme/legacy": 2}) {
+		t.Errorf("the dry run's plan names the projects %v:\n%s", planned, r.stdout)
+	}
+	if _, err := os.Stat(fresh); err == nil {
+		t.Errorf("a dry run over several projects created DEST")
+	}
 }
 
 // startToolStdin is startTool with stdin.

@@ -2,7 +2,9 @@ package sync
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -406,7 +408,11 @@ func PullProjects(ctx context.Context, api API, dl Downloader, org OrgAPI, p *Pr
 			opts.Log.Info("pulling project", "project", slug.String(), "destination", d.To)
 		}
 		s := *sel
-		sum, err := pullOne(ctx, api, dl, slug, &s, d, opts, ro)
+		popts := opts
+		if opts.DryRun && opts.Out != nil {
+			popts.Out = planWriter(opts.Out, slug, opts.JSON)
+		}
+		sum, err := pullOne(ctx, api, dl, slug, &s, d, popts, ro)
 		if err == nil {
 			err = sum.Err()
 		}
@@ -458,4 +464,42 @@ func underProject(loc string, slug circleci.Slug) string {
 		return strings.TrimRight(loc, "/") + "/" + slug.String()
 	}
 	return filepath.Join(loc, filepath.FromSlash(slug.String()))
+}
+
+// planWriter is where a dry run over several projects prints one
+// project's plan: a line naming the project before the plan's lines, or
+// with asJSON the project in each line's object.
+func planWriter(w io.Writer, slug circleci.Slug, asJSON bool) io.Writer {
+	if !asJSON {
+		fmt.Fprintf(w, "%s:\n", slug)
+		return w
+	}
+	field, _ := json.Marshal(slug.String())
+	return &projectLines{w: w, field: append(append([]byte(`{"project":`), field...), ',')}
+}
+
+// projectLines adds a "project" field to each JSON object line written
+// through it.
+type projectLines struct {
+	w       io.Writer
+	field   []byte
+	partial []byte
+}
+
+func (p *projectLines) Write(b []byte) (int, error) {
+	p.partial = append(p.partial, b...)
+	for {
+		i := bytes.IndexByte(p.partial, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		line := p.partial[:i+1]
+		if rest, ok := bytes.CutPrefix(line, []byte("{")); ok {
+			line = append(slices.Clip(p.field), rest...)
+		}
+		if _, err := p.w.Write(line); err != nil {
+			return len(b), err
+		}
+		p.partial = p.partial[i+1:]
+	}
 }

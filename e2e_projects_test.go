@@ -451,8 +451,19 @@ func TestProjectsUsage(t *testing.T) {
 		}
 	}
 
+	// A run refused for every project (a layout that puts artifacts of
+	// three jobs on one key) creates nothing.
+	fresh := filepath.Join(to, "fresh")
+	r := runCLI(t, env, "pull", "gh/acme/widgets", "gh/acme/gadgets", "--to", fresh, "--branch", "main", "--pipelines", "3", "--layout", "{path}")
+	if r.code != 2 || !strings.Contains(r.stdout, "2 projects:") {
+		t.Errorf("a layout refused for every project: exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(fresh); err == nil {
+		t.Errorf("a run refused for every project created %s: %v", fresh, dirTree(t, fresh))
+	}
+
 	// gh/acme/widgets is on shard 3 of 8 (see sync.TestShardIsStable).
-	r := runCLI(t, env, "pull", "gh/acme/widgets", "--shard", "1/8", "--to", to)
+	r = runCLI(t, env, "pull", "gh/acme/widgets", "--shard", "1/8", "--to", to)
 	if r.code != 0 || !strings.Contains(r.stderr, "falls on shard 3 of 8, not 1: nothing selected") {
 		t.Errorf("one project on another shard: exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

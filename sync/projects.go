@@ -398,6 +398,10 @@ func PullProjects(ctx context.Context, api API, dl Downloader, org OrgAPI, p *Pr
 	for _, slug := range slugs {
 		run.Projects = append(run.Projects, ProjectSummary{Project: slug.String(), Summary: &Summary{DryRun: opts.DryRun, Failures: []Failure{}}})
 	}
+	if !strings.HasPrefix(dest.To, "s3://") {
+		_, statErr := os.Stat(dest.To)
+		defer removeEmptyDirs(dest.To, slugs, errors.Is(statErr, fs.ErrNotExist))
+	}
 	var outcomes []projectOutcome
 	for i, slug := range slugs {
 		if ctx.Err() != nil {
@@ -447,6 +451,21 @@ func pullOne(ctx context.Context, api API, dl Downloader, slug circleci.Slug, se
 		dest.Undo() // a refused run creates nothing
 	}
 	return sum, err
+}
+
+// removeEmptyDirs removes the folders between root and each project's
+// folder that are left empty (by projects whose run was refused), and root
+// itself if the run made it and it is empty: a run refused for every
+// project creates nothing, as one over a single project does.
+func removeEmptyDirs(root string, slugs []circleci.Slug, made bool) {
+	for _, slug := range slugs {
+		for dir := filepath.Dir(underProject(root, slug)); len(dir) > len(filepath.Clean(root)); dir = filepath.Dir(dir) {
+			os.Remove(dir) // only if empty
+		}
+	}
+	if made {
+		os.Remove(root) // only if empty
+	}
 }
 
 // projectDest is dest for slug in a run over several projects: DEST/<slug>

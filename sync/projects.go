@@ -50,7 +50,7 @@ type Projects struct {
 	Stdin io.Reader // for From "-"; nil is os.Stdin
 
 	org   circleci.OrgSlug
-	given []circleci.Slug // from Args
+	given []circleci.Slug // from Args, then From
 }
 
 // ProjectFlags defines --projects-from, --org and --shard in f.
@@ -75,8 +75,8 @@ func (p *Projects) CheckArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// Parse reads the project arguments and the selection flags (see
-// Selection.Parse), before any request is made. With several projects a
+// Parse reads the project arguments, --projects-from and the selection
+// flags (see Selection.Parse), before any request is made. With several projects a
 // URL that names a job, workflow, pipeline or branch, and the flags that
 // name one project's jobs (--job, --pipeline, --pipeline-number,
 // --workflow), are refused. Every error is a UsageError.
@@ -102,13 +102,23 @@ func (p *Projects) Parse(args []string, sel *Selection, jobs []string, pipelineN
 		}
 		p.given = append(p.given, slug)
 	}
-	for flag, set := range map[string]bool{
-		"--job": len(jobs) > 0, "--pipeline": sel.PipelineID != "",
-		"--pipeline-number": pipelineNumber != 0, "--workflow": len(sel.Workflows) > 0,
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"--job", len(jobs) > 0}, {"--pipeline", sel.PipelineID != ""},
+		{"--pipeline-number", pipelineNumber != 0}, {"--workflow", len(sel.Workflows) > 0},
 	} {
-		if set {
-			return Usagef("%s names one project's jobs: give it with one PROJECT-SLUG, not with several projects (--org, --projects-from or more than one slug); select across projects with --branch, --pipelines and the filters", flag)
+		if f.set {
+			return Usagef("%s names one project's jobs: give it with one PROJECT-SLUG, not with several projects (--org, --projects-from or more than one slug); select across projects with --branch, --pipelines and the filters", f.name)
 		}
+	}
+	if p.From != "" {
+		listed, err := p.readFrom()
+		if err != nil {
+			return err
+		}
+		p.given = append(p.given, listed...)
 	}
 	if err := sel.Validate(); err != nil {
 		return &UsageError{err}
@@ -129,8 +139,8 @@ func parseListed(s string) (circleci.Slug, error) {
 	return slug, nil
 }
 
-// Resolve returns the projects to cover: the arguments, then the file's,
-// then the organisation's (sorted), with duplicates merged (gh/ and
+// Resolve returns the projects to cover: the arguments, then the file's
+// (read by Parse), then the organisation's (sorted), with duplicates merged (gh/ and
 // github/ are one; see ShardKey), then those on this shard. With one
 // project argument on another shard it returns none and says so on log.
 func (p *Projects) Resolve(ctx context.Context, api OrgAPI, log *slog.Logger) ([]circleci.Slug, error) {
@@ -138,13 +148,6 @@ func (p *Projects) Resolve(ctx context.Context, api OrgAPI, log *slog.Logger) ([
 		log = slog.New(slog.DiscardHandler)
 	}
 	all := slices.Clone(p.given)
-	if p.From != "" {
-		listed, err := p.readFrom()
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, listed...)
-	}
 	if p.Org != "" {
 		found, err := OrgProjects(ctx, api, p.org, p.Since)
 		if err != nil {

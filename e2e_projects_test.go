@@ -358,11 +358,26 @@ func TestOrgToDirectory(t *testing.T) {
 		slugs = append(slugs, p.Slug())
 	}
 	checkProjects(t, dirTree(t, d.to), projectMirror(1, ps...), slugs...)
-	if n := srv.Requests("org-pipelines"); n < 8 {
+	if n := srv.Requests("org-pipelines"); n != 8 {
 		t.Errorf("%d requests of the organisation's pipelines, want its 30 pipelines over 8 pages of 4", n)
 	}
 	if !strings.Contains(r.stdout, "10 projects: 20 artifacts: 20 transferred") {
 		t.Errorf("summary:\n%s", r.stdout)
+	}
+
+	// An organisation CircleCI refuses to list stops the run before any
+	// project, with nothing but the error.
+	srv.SetFaults(func(c circlecitest.Call) circlecitest.Fault {
+		if c.Route == "org-pipelines" {
+			return circlecitest.StatusFault(403, "")
+		}
+		return circlecitest.Fault{}
+	})
+	r2 := runTool(t, d.env, time.Minute, "pull", "--org", "gh/acme", "--to", d.to)
+	srv.SetFaults(nil)
+	wantCode(t, r2, 2)
+	if r2.stdout != "" || !strings.Contains(lastLine(r2.stderr), "projects of organisation gh/acme") || !strings.Contains(lastLine(r2.stderr), "403") {
+		t.Errorf("a refused organisation listing:\nstdout:\n%s\nstderr:\n%s", r2.stdout, r2.stderr)
 	}
 }
 

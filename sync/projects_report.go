@@ -30,6 +30,9 @@ func (r *Run) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 		r.reportJSON(w, total, o)
 		return
 	}
+	if len(r.Projects) == 0 && o.Err != nil {
+		return // stopped before it found its projects: the error says it all
+	}
 	var notPulled int
 	for _, p := range r.Projects {
 		if p.Err != nil && !p.Summary.Began(Outcome{}) || !p.Started {

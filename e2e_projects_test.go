@@ -228,6 +228,13 @@ func TestProjectsEachKeepTheirState(t *testing.T) {
 			}
 			checkProjects(t, list(t), want, "gh/acme/widgets", "gh/acme/gadgets")
 
+			// list says the same of each project, under its name.
+			lr := runTool(t, d.env, time.Minute, "list", "gh/acme/widgets", "gh/acme/nope", "gh/acme/gadgets")
+			wantCode(t, lr, 2)
+			if !strings.Contains(lr.stdout, "gh/acme/nope:\n  error: not found: renamed or deleted") || strings.Count(lr.stdout, "logs/run.log") != 2 {
+				t.Errorf("list over three projects, one unknown:\n%s", lr.stdout)
+			}
+
 			// Each project's prefix is a destination of its own.
 			one := d
 			one.to += "/gh/acme/gadgets"

@@ -336,6 +336,9 @@ func ListProjects(ctx context.Context, api API, org OrgAPI, p *Projects, sel *Se
 		o := projectOutcome{slug: slug, err: err}
 		if err != nil {
 			o.code = code(err)
+			if ctx.Err() == nil && !opts.JSON {
+				fmt.Fprintf(opts.Out, "  error: %s\n", Printable(projectMessage(err)))
+			}
 			if ctx.Err() == nil && opts.Log != nil {
 				opts.Log.Warn("listing the project failed; going on with the others", "project", slug.String(), "error", projectMessage(err))
 			}

@@ -71,6 +71,7 @@ type app struct {
 	screen         *ccsync.Screen
 
 	sel        ccsync.Selection
+	projects   ccsync.Projects
 	jobs       []string
 	pipeNum    int64
 	dest       ccsync.Destination
@@ -147,7 +148,10 @@ func exitCode(ctx context.Context, err error) int {
 	var fe *ccsync.FailedError
 	var ue *ccsync.UsageError
 	var le *sink.LockedError
+	var pe *ccsync.ProjectsError
 	switch {
+	case errors.As(err, &pe):
+		return pe.Code // the worst of the projects'
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &fe):
@@ -257,24 +261,28 @@ func (a *app) selectionFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&a.sel.Include, "include", nil, "keep artifact paths matching this glob; ** crosses / (repeatable)")
 	f.StringArrayVar(&a.sel.Exclude, "exclude", nil, "drop artifact paths matching this glob; ** crosses / (repeatable)")
 	f.BoolVar(&a.asJSON, "json", false, "machine-readable output on stdout")
+	ccsync.ProjectFlags(f, &a.projects)
 }
 
 func (a *app) listCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "list PROJECT-SLUG [selection] [filters] [--json]",
+		Use:   "list PROJECT-SLUG... [selection] [filters] [projects] [--json]",
 		Short: "List the artifacts of the selected jobs",
 		Example: `  artifact-sync list gh/acme/widgets
   artifact-sync list gh/acme/widgets --branch main --pipelines 3 --job-name 'test*'
-  artifact-sync list gh/acme/widgets --job 1234 --include '**/*.xml' --json`,
-		Args: a.slugArg,
+  artifact-sync list gh/acme/widgets --job 1234 --include '**/*.xml' --json
+  artifact-sync list --org gh/acme --branch main --json`,
+		Args: a.projects.CheckArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			slug, client, err := a.client(args[0])
+			client, err := a.client(args)
 			if err != nil {
 				return err
 			}
 			api, report := ccsync.ChooseAPI(ccsync.LimitAPI(client, 8), a.apiVersion, a.log)
 			defer report()
-			return ccsync.List(cmd.Context(), api, slug, &a.sel, ccsync.ListOptions{JSON: a.asJSON, Out: a.stdout, Log: a.log})
+			a.projects.Since = a.sel.Since // --org finds the projects built in the window
+			opts := ccsync.ListOptions{JSON: a.asJSON, Out: a.stdout, Log: a.log}
+			return ccsync.ListProjects(cmd.Context(), api, client, &a.projects, &a.sel, opts, a.exitCode(cmd.Context()))
 		},
 	}
 	a.selectionFlags(cmd)
@@ -284,12 +292,13 @@ func (a *app) listCmd() *cobra.Command {
 
 func (a *app) pullCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "pull PROJECT-SLUG [selection] [filters] --to DEST [pull options]",
+		Use:   "pull PROJECT-SLUG... [selection] [filters] [projects] --to DEST [pull options]",
 		Short: "Download the artifacts of the selected jobs to a directory or S3",
 		Example: `  artifact-sync pull gh/acme/widgets --to ./artifacts
   artifact-sync pull gh/acme/widgets --workflow "$CIRCLE_WORKFLOW_ID" --to s3://ci-archive/widgets
-  artifact-sync pull gh/acme/widgets --branch main --pipelines 5 --to s3://ci-archive/widgets --layout '{branch}/{pipeline_number}/{job_name}/{node_index}/{path}'`,
-		Args: a.slugArg,
+  artifact-sync pull gh/acme/widgets --branch main --pipelines 5 --to s3://ci-archive/widgets --layout '{branch}/{pipeline_number}/{job_name}/{node_index}/{path}'
+  artifact-sync pull --org gh/acme --shard "$CIRCLE_NODE_INDEX/$CIRCLE_NODE_TOTAL" --to s3://ci-archive`,
+		Args: a.projects.CheckArgs,
 		RunE: a.runPull,
 	}
 	a.selectionFlags(cmd)
@@ -358,25 +367,14 @@ func (a *app) versionCmd() *cobra.Command {
 	}
 }
 
-func (a *app) slugArg(cmd *cobra.Command, args []string) error {
-	switch len(args) {
-	case 0:
-		return usagef("%s needs a PROJECT-SLUG such as gh/org/repo (see '%s --help')", cmd.Name(), cmd.CommandPath())
-	case 1:
-		return nil
-	}
-	return usagef("%s takes one PROJECT-SLUG, got %d arguments: %q", cmd.Name(), len(args), args)
-}
-
-// client reads the project and the selection flags, and builds the API
+// client reads the projects and the selection flags, and builds the API
 // client from the flags, the environment and the CircleCI CLI's config.
-func (a *app) client(project string) (circleci.Slug, *circleci.Client, error) {
-	slug, err := a.sel.Parse(project, a.jobs, a.pipeNum)
-	if err != nil {
-		return slug, nil, err
+func (a *app) client(args []string) (*circleci.Client, error) {
+	if err := a.projects.Parse(args, &a.sel, a.jobs, a.pipeNum); err != nil {
+		return nil, err
 	}
 	if a.api.Retry.MaxElapsed <= 0 {
-		return slug, nil, usagef("--api-retry-for %s: give a positive duration such as 2m", a.api.Retry.MaxElapsed)
+		return nil, usagef("--api-retry-for %s: give a positive duration such as 2m", a.api.Retry.MaxElapsed)
 	}
 	cfg := a.api
 	cfg.UserAgent, cfg.Logger = "artifact-sync/"+ccsync.Version(), a.log
@@ -384,36 +382,27 @@ func (a *app) client(project string) (circleci.Slug, *circleci.Client, error) {
 	cfg.Complete(a.getenv)
 	c, err := circleci.New(cfg)
 	if errors.Is(err, circleci.ErrNoToken) {
-		return slug, nil, usagef("no CircleCI token: set CIRCLE_TOKEN or pass --token (create a personal API token at https://app.circleci.com/settings/user/tokens)")
+		return nil, usagef("no CircleCI token: set CIRCLE_TOKEN or pass --token (create a personal API token at https://app.circleci.com/settings/user/tokens)")
 	}
 	if err != nil {
-		return slug, nil, &ccsync.UsageError{Err: err}
+		return nil, &ccsync.UsageError{Err: err}
 	}
-	return slug, c, nil
+	return c, nil
 }
 
 func (a *app) runPull(cmd *cobra.Command, args []string) error {
 	ctx := cmd.Context()
-	sum, err := a.pull(ctx, args[0])
-	if sum == nil {
-		sum = &ccsync.Summary{}
-	}
-	if err == nil {
-		err = sum.Err()
-	}
+	run, err := a.pull(ctx, args)
 	// A run that stopped before it began (a lock held, a token rejected,
 	// a layout refused) has nothing to sum up but the error; an
 	// interrupted one says what is left even if nothing finished; scripts
 	// (--json) get the summary whatever happened.
-	o := a.outcome(ctx, err)
-	if a.asJSON || err == nil || sum.Began(o) {
-		sum.Report(a.stdout, o, a.asJSON, a.quiet)
-	}
+	run.Report(a.stdout, a.outcome(ctx, err), a.asJSON, a.quiet)
 	return err
 }
 
-func (a *app) pull(ctx context.Context, project string) (*ccsync.Summary, error) {
-	slug, client, err := a.client(project)
+func (a *app) pull(ctx context.Context, args []string) (*ccsync.Run, error) {
+	client, err := a.client(args)
 	if err != nil {
 		return nil, err
 	}
@@ -429,28 +418,28 @@ func (a *app) pull(ctx context.Context, project string) (*ccsync.Summary, error)
 	}
 	opts.ToolVersion, opts.Run = ccsync.Version(), manifest.NewRun(time.Now())
 	opts.Log, opts.Out, opts.JSON = a.log, a.stdout, a.asJSON
-	// Opened once the API has confirmed the project (a rejected token or
-	// an unknown project leaves a new DEST uncreated), while the
-	// selection resolves.
+	// Each project's destination is opened once the API has confirmed
+	// the project (a rejected token or an unknown project leaves a new
+	// DEST uncreated), while the selection resolves.
 	a.dest.DryRun = opts.DryRun
-	opts.Open = a.dest.Open
-	if !opts.DryRun && !a.quiet {
-		if a.screen.IsTerminal() {
-			opts.Progress = ccsync.NewBar(a.screen)
-		} else {
-			opts.Progress = ccsync.NewLogProgress(a.log, 5*time.Second)
+	ro := ccsync.RunOptions{ExitCode: a.exitCode(ctx), NewProgress: func() ccsync.Progress {
+		switch {
+		case opts.DryRun || a.quiet:
+			return nil
+		case a.screen.IsTerminal():
+			return ccsync.NewBar(a.screen)
 		}
-		// Gone before the summary is printed, however the run ended.
-		defer opts.Progress.Finish()
-	}
+		return ccsync.NewLogProgress(a.log, 5*time.Second)
+	}}
 	api, report := ccsync.ChooseAPI(ccsync.LimitAPI(client, 8), a.apiVersion, a.log)
 	defer report()
-	sum, err := ccsync.Pull(ctx, api, client, slug, &a.sel, nil, opts)
-	if err != nil && sum.Transferred+sum.Skipped+sum.Failed == 0 &&
-		exitCode(ctx, err) == exitUsage && !errors.As(err, new(*sink.LockedError)) {
-		a.dest.Undo() // a refused run creates nothing
-	}
-	return sum, err
+	a.projects.Since = a.sel.Since // --org finds the projects built in the window
+	return ccsync.PullProjects(ctx, api, client, client, &a.projects, &a.sel, a.dest, opts, ro)
+}
+
+// exitCode is the command line's exit code for an error of a run in ctx.
+func (a *app) exitCode(ctx context.Context) func(error) int {
+	return func(err error) int { return exitCode(ctx, err) }
 }
 
 func (a *app) runVerify(cmd *cobra.Command, _ []string) error {

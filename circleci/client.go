@@ -554,7 +554,7 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 			case ep.project != "" && strings.HasPrefix(e.Message, "Job not found"):
 				e.hint = "no such job in " + ep.project + " (check the job number), or the token cannot see the project"
 			case ep.project != "":
-				e.hint = "project " + ep.project + " not found or the token cannot see it " +
+				e.hint = "project " + ep.project + " not found: renamed or deleted, or the token cannot see it " +
 					"(CircleCI answers 404 for private projects the token cannot read)"
 			}
 		}

@@ -77,7 +77,7 @@ func TestStatusHandling(t *testing.T) {
 		{name: "403", status: []int{403}, body: `{"message":"Permission denied."}`, sentinel: ErrForbidden,
 			wantCalls: 1, wantText: []string{"403 Forbidden", "Permission denied."}},
 		{name: "404 project", status: []int{404}, body: `{"message":"Project not found"}`, sentinel: ErrNotFound, wantCalls: 1,
-			wantText: []string{"project gh/acme/private-repo not found or the token cannot see it", "CircleCI answers 404 for private projects"}},
+			wantText: []string{"project gh/acme/private-repo not found: renamed or deleted, or the token cannot see it", "CircleCI answers 404 for private projects"}},
 		{name: "400", status: []int{400}, body: `{"message":"bad"}`, wantCalls: 1, wantText: []string{"400 Bad Request (bad)"}},
 		{name: "429 then ok", status: []int{429, 200}, body: "Rate limited.", wantCalls: 2},
 		{name: "500 then ok", status: []int{500, 200}, body: `{"message":"Internal server error."}`, wantCalls: 2},

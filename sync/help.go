@@ -28,6 +28,7 @@ var flagGroups = []struct {
 }{
 	{"Selection", []string{"job", "pipeline", "pipeline-number", "workflow", "branch", "pipelines", "since"}},
 	{"Filters", []string{"workflow-name", "job-name", "include", "exclude"}},
+	{"Projects", []string{"projects-from", "org", "shard"}},
 	{"", nil}, // the command's own options
 	{"S3", []string{"s3-endpoint", "s3-region", "s3-path-style", "s3-lock"}},
 	{"Global", []string{"token", "host", "verbose", "quiet", "log-format", "help"}},

@@ -59,6 +59,8 @@ func parseAPIPath(escaped string) apiRoute {
 	switch {
 	case len(segs) == 1 && segs[0] == "me":
 		return apiRoute{name: "me"}
+	case len(segs) == 1 && segs[0] == "pipeline":
+		return apiRoute{name: "org-pipelines"}
 	case len(segs) == 2 && segs[0] == "pipeline":
 		return apiRoute{name: "pipeline", id: segs[1]}
 	case len(segs) == 3 && segs[0] == "pipeline" && segs[2] == "workflow":
@@ -190,6 +192,8 @@ func (s *Server) handleAPI(r *http.Request, rt apiRoute) (int, any) {
 			return http.StatusNotFound, message{"Job not found"}
 		}
 		return http.StatusOK, s.jobByIDJSON(j)
+	case "org-pipelines":
+		return page(s, r, "org-pipelines "+canonicalOrg(r.URL.Query().Get("org-slug")), w.orgPipelines(r.URL.Query().Get("org-slug")), 20, s.pipelineJSON)
 
 	case "workflow", "jobs":
 		if rt.name == "workflow" && !isUUID(rt.id) {

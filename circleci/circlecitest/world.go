@@ -132,7 +132,7 @@ func (w *World) AddProject(slug, defaultBranch string) *Project {
 		w:             w,
 		slug:          slug,
 		id:            w.newID("project"),
-		orgID:         w.newID("org"),
+		orgID:         w.orgID(slug),
 		defaultBranch: defaultBranch,
 		byNumber:      make(map[int64]*Job),
 	}

@@ -200,33 +200,26 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // goroutine using c, to n (n < 1: no bound); downloads are not counted. A
 // slot is held for one request, not for a whole listing, so a job whose
 // page has arrived never waits for other jobs' requests to hand its items
-// over.
+// over. The bound is a ceiling: the client goes below it while the API
+// rate-limits it (see [Client] on rate limits), and a later call keeps
+// what it has learned.
 func (c *Client) LimitRequests(n int) {
-	if n < 1 {
-		c.requests.Store(nil)
-		return
-	}
-	sem := make(chan struct{}, n)
-	c.requests.Store(&sem)
-}
-
-// acquire takes a request slot, if requests are bounded, and returns its
-// release.
-func (c *Client) acquire(ctx context.Context) (func(), error) {
-	p := c.requests.Load()
-	if p == nil {
-		return func() {}, nil
-	}
-	sem := *p
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	c.limiter.setCeiling(n)
 }
 
 // Client is a CircleCI API v2 client. It is safe for concurrent use.
+//
+// # Rate limits
+//
+// The client adapts its API requests to the API's rate limit as a whole:
+// a 429 (with or without Retry-After) lowers the requests in flight and
+// paces them, and pauses every request, not only the one that got it, for
+// the Retry-After asked for or a backoff; clean answers speed it up again.
+// RateLimit-* and X-RateLimit-* headers, when the API sends them, pace the
+// requests before a 429 comes. The 429'd call itself is retried as any
+// outage is (RetryPolicy.MaxElapsed). The first slowdown is reported once
+// at info level to Config.Logger, the rest at debug level. Downloads are
+// not limited: they go to other hosts.
 type Client struct {
 	base      *url.URL // <host>/api/v2, no trailing slash
 	token     string
@@ -237,9 +230,9 @@ type Client struct {
 	logger    *slog.Logger
 	onTrouble func(Trouble)
 
-	// requests, when set (LimitRequests), holds a token per API request in
-	// flight.
-	requests atomic.Pointer[chan struct{}]
+	// limiter bounds and paces the API requests (not downloads), and
+	// adapts them to the API's rate limit.
+	limiter *limiter
 
 	// answered is set once the API host has sent any HTTP answer.
 	answered atomic.Bool
@@ -328,6 +321,11 @@ func New(cfg Config) (*Client, error) {
 		logger:    logger,
 		onTrouble: cfg.OnTrouble,
 	}
+	c.limiter = newLimiter(c.retry, func(msg string) {
+		logger.Info("CircleCI API at " + c.host() + " " + msg)
+	}, func(msg string, args ...any) {
+		logger.Debug(msg, args...)
+	})
 	if c.onTrouble == nil {
 		c.onTrouble = func(t Trouble) {
 			if t.Over {
@@ -378,12 +376,12 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		attempt++
 		retryAfter = 0
 		began := time.Now()
-		release, err := c.acquire(ctx)
+		slot, err := c.limiter.acquire(ctx)
 		if err != nil {
 			return backoff.Permanent(err)
 		}
 		err = c.getOnce(ctx, &u, ep, attempt, limit, decode)
-		release()
+		c.limiter.release(slot, err)
 		if err == nil {
 			c.troubleOver()
 			return nil
@@ -392,7 +390,9 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 			return backoff.Permanent(err)
 		}
 		outage := c.answered.Load() && isOutage(err)
-		if outage {
+		if outage && !errors.Is(err, ErrRateLimited) {
+			// A 429 is the limiter's to report: it is how the API sets
+			// the pace, and comes and goes with every slowdown.
 			c.troubleBegins(err, began)
 		}
 		if !outage && attempt >= p.Attempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
@@ -509,6 +509,7 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 		return err
 	}
 	c.answered.Store(true)
+	c.limiter.observe(resp.Header)
 	defer func() {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()

@@ -73,10 +73,11 @@ type Config struct {
 	// Never the token. Nil discards them.
 	Logger *slog.Logger
 	// OnTrouble is called when an outage begins (the host refuses or resets
-	// connections, times out, answers 502, 503, 504 or 429 to a client it
+	// connections, times out, answers 502, 503 or 504 to a client it
 	// answered before) and again when a call succeeds after that: once per
 	// spell of trouble, however many calls are waiting. Nil logs a warning
-	// and, when it is over, an info line to Logger.
+	// and, when it is over, an info line to Logger. A 429 is not trouble
+	// but the API setting the pace (see [Client] on rate limits).
 	OnTrouble func(Trouble)
 	// Limits bound what the API may send.
 	Limits Limits

@@ -131,6 +131,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.hang(r.Context())
 		panic(http.ErrAbortHandler)
 	}
+	if s.rateLimit(bw, r) {
+		return
+	}
 	defer bw.finish()
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || rt.name == "not-found" {
 		writeJSON(bw, r, http.StatusNotFound, message{"Not Found"})

@@ -63,6 +63,9 @@ type Options struct {
 	// HTTP1 names the hosts (HostAPI, HostArtifacts, HostStorage) that
 	// offer only HTTP/1.1 over TLS, as S3 does for presigned storage.
 	HTTP1 []string
+	// RateLimit answers API requests beyond a budget per second with 429;
+	// the zero value sets no limit.
+	RateLimit RateLimit
 }
 
 // A Server serves a World over HTTP on 127.0.0.1: the API at URL + "/api/v2",
@@ -85,6 +88,8 @@ type Server struct {
 	secret []byte
 	stats  *stats
 	cert   *serverCert // nil without Options.TLS
+	// limiter enforces Options.RateLimit; nil without one.
+	limiter *rateLimiter
 
 	connSeq atomic.Uint64
 
@@ -126,6 +131,7 @@ func NewServer(w *World, opts Options) (*Server, error) {
 		seq:      make(map[string]int),
 		attempts: make(map[string]int),
 		closed:   make(chan struct{}),
+		limiter:  newRateLimiter(opts.RateLimit),
 	}
 	w.mu.RLock()
 	var seed [8]byte

@@ -247,6 +247,8 @@ type Client struct {
 	lastOK       time.Time
 
 	// newTimer replaces the backoff wait in tests; nil means real time.
+	// When it is set the limiter's waits pass at once too: time is the
+	// test's.
 	newTimer func() backoff.Timer
 }
 
@@ -327,6 +329,12 @@ func New(cfg Config) (*Client, error) {
 	}, func(msg string, args ...any) {
 		logger.Debug(msg, args...)
 	})
+	c.limiter.sleep = func(ctx context.Context, d time.Duration) error {
+		if c.newTimer != nil {
+			return ctx.Err()
+		}
+		return sleepCtx(ctx, d)
+	}
 	if c.onTrouble == nil {
 		c.onTrouble = func(t Trouble) {
 			if t.Over {

@@ -30,6 +30,8 @@ type limiter struct {
 	mu stdsync.Mutex
 	// now is the clock; time.Now outside tests.
 	now func() time.Time
+	// sleep waits for d or until ctx ends; sleepCtx outside tests.
+	sleep func(ctx context.Context, d time.Duration) error
 	// initialPause is the pause after a 429 without Retry-After, doubled
 	// for each further one before a clean answer, up to maxPause.
 	initialPause, maxPause time.Duration
@@ -78,6 +80,7 @@ const acceptedRing = 1024
 func newLimiter(p RetryPolicy, report func(string), debug func(string, ...any)) *limiter {
 	return &limiter{
 		now:          time.Now,
+		sleep:        sleepCtx,
 		initialPause: p.InitialInterval,
 		maxPause:     p.MaxInterval,
 		nextPause:    p.InitialInterval,
@@ -114,18 +117,20 @@ func (l *limiter) wakeLocked() {
 // acquire waits until a request may start: no pause under way, a slot
 // free, and its turn by the pace. The caller must release the ticket.
 func (l *limiter) acquire(ctx context.Context) (*ticket, error) {
+	var waited time.Time // the end of the pause waited out last
 	for {
 		l.mu.Lock()
 		now := l.now()
-		if now.Before(l.pauseUntil) {
+		if now.Before(l.pauseUntil) && l.pauseUntil.After(waited) {
 			wait := l.pauseUntil.Sub(now)
+			waited = l.pauseUntil
 			l.mu.Unlock()
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := l.sleep(ctx, wait); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if l.bound > 0 && float64(l.inFlight)+1 > math.Floor(l.bound) && l.inFlight > 0 {
+		if l.bound > 0 && l.inFlight >= int(l.bound) {
 			ch := l.changed
 			l.mu.Unlock()
 			select {
@@ -145,25 +150,23 @@ func (l *limiter) acquire(ctx context.Context) (*ticket, error) {
 		pauseUntil := l.pauseUntil
 		l.mu.Unlock()
 		if start.After(now) {
-			if err := sleepCtx(ctx, start.Sub(now)); err != nil {
+			if err := l.sleep(ctx, start.Sub(now)); err != nil {
 				l.release(&ticket{}, err)
 				return nil, err
 			}
 		}
 		l.mu.Lock()
-		paused := l.pauseUntil.After(pauseUntil) && l.now().Before(l.pauseUntil)
+		paused := l.pauseUntil.After(pauseUntil) && l.pauseUntil.After(waited) && l.now().Before(l.pauseUntil)
 		l.mu.Unlock()
 		if paused {
 			// A 429 came in while this request waited its turn: it waits
 			// out the pause like the others.
-			l.release(&ticket{}, errPaused)
+			l.release(&ticket{}, nil)
 			continue
 		}
 		return &ticket{began: l.now()}, nil
 	}
 }
-
-var errPaused = errors.New("paused")
 
 // gapLocked is the time between request starts the pace asks for now; 0
 // when requests are not paced.
@@ -193,7 +196,7 @@ func (l *limiter) release(t *ticket, err error) {
 	l.inFlight--
 	l.wakeLocked()
 	if t.began.IsZero() {
-		return // never sent
+		return // never sent: nothing learned
 	}
 	var e *Error
 	switch {

@@ -73,10 +73,11 @@ type Config struct {
 	// Never the token. Nil discards them.
 	Logger *slog.Logger
 	// OnTrouble is called when an outage begins (the host refuses or resets
-	// connections, times out, answers 502, 503, 504 or 429 to a client it
+	// connections, times out, answers 502, 503 or 504 to a client it
 	// answered before) and again when a call succeeds after that: once per
 	// spell of trouble, however many calls are waiting. Nil logs a warning
-	// and, when it is over, an info line to Logger.
+	// and, when it is over, an info line to Logger. A 429 is not trouble
+	// but the API setting the pace (see [Client] on rate limits).
 	OnTrouble func(Trouble)
 	// Limits bound what the API may send.
 	Limits Limits
@@ -200,33 +201,26 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // goroutine using c, to n (n < 1: no bound); downloads are not counted. A
 // slot is held for one request, not for a whole listing, so a job whose
 // page has arrived never waits for other jobs' requests to hand its items
-// over.
+// over. The bound is a ceiling: the client goes below it while the API
+// rate-limits it (see [Client] on rate limits), and a later call keeps
+// what it has learned.
 func (c *Client) LimitRequests(n int) {
-	if n < 1 {
-		c.requests.Store(nil)
-		return
-	}
-	sem := make(chan struct{}, n)
-	c.requests.Store(&sem)
-}
-
-// acquire takes a request slot, if requests are bounded, and returns its
-// release.
-func (c *Client) acquire(ctx context.Context) (func(), error) {
-	p := c.requests.Load()
-	if p == nil {
-		return func() {}, nil
-	}
-	sem := *p
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	c.limiter.setCeiling(n)
 }
 
 // Client is a CircleCI API v2 client. It is safe for concurrent use.
+//
+// # Rate limits
+//
+// The client adapts its API requests to the API's rate limit as a whole:
+// a 429 (with or without Retry-After) lowers the requests in flight and
+// paces them, and pauses every request, not only the one that got it, for
+// the Retry-After asked for or a backoff; clean answers speed it up again.
+// RateLimit-* and X-RateLimit-* headers, when the API sends them, pace the
+// requests before a 429 comes. The 429'd call itself is retried as any
+// outage is (RetryPolicy.MaxElapsed). The first slowdown is reported once
+// at info level to Config.Logger, the rest at debug level. Downloads are
+// not limited: they go to other hosts.
 type Client struct {
 	base      *url.URL // <host>/api/v2, no trailing slash
 	v3base    *url.URL // <host>/api/v3, no trailing slash
@@ -238,9 +232,9 @@ type Client struct {
 	logger    *slog.Logger
 	onTrouble func(Trouble)
 
-	// requests, when set (LimitRequests), holds a token per API request in
-	// flight.
-	requests atomic.Pointer[chan struct{}]
+	// limiter bounds and paces the API requests (not downloads), and
+	// adapts them to the API's rate limit.
+	limiter *limiter
 
 	// answered is set once the API host has sent any HTTP answer.
 	answered atomic.Bool
@@ -257,6 +251,8 @@ type Client struct {
 	notices notices
 
 	// newTimer replaces the backoff wait in tests; nil means real time.
+	// When it is set the limiter's waits pass at once too: time is the
+	// test's.
 	newTimer func() backoff.Timer
 }
 
@@ -337,6 +333,17 @@ func New(cfg Config) (*Client, error) {
 		logger:    logger,
 		onTrouble: cfg.OnTrouble,
 	}
+	c.limiter = newLimiter(c.retry, func(msg string) {
+		logger.Info("CircleCI API at " + c.host() + " " + msg)
+	}, func(msg string, args ...any) {
+		logger.Debug(msg, args...)
+	})
+	c.limiter.sleep = func(ctx context.Context, d time.Duration) error {
+		if c.newTimer != nil {
+			return ctx.Err()
+		}
+		return sleepCtx(ctx, d)
+	}
 	if c.onTrouble == nil {
 		c.onTrouble = func(t Trouble) {
 			if t.Over {
@@ -401,12 +408,12 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 		attempt++
 		retryAfter = 0
 		began := time.Now()
-		release, err := c.acquire(ctx)
+		slot, err := c.limiter.acquire(ctx)
 		if err != nil {
 			return backoff.Permanent(err)
 		}
 		err = c.getOnce(ctx, &u, ep, attempt, limit, decode)
-		release()
+		c.limiter.release(slot, err)
 		if err == nil {
 			c.troubleOver()
 			return nil
@@ -415,7 +422,9 @@ func (c *Client) get(ctx context.Context, ep endpoint, limit int64, decode func(
 			return backoff.Permanent(err)
 		}
 		outage := c.answered.Load() && isOutage(err)
-		if outage {
+		if outage && !errors.Is(err, ErrRateLimited) {
+			// A 429 is the limiter's to report: it is how the API sets
+			// the pace, and comes and goes with every slowdown.
 			c.troubleBegins(err, began)
 		}
 		if !outage && attempt >= p.Attempts || p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
@@ -536,6 +545,7 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, ep endpoint, attempt i
 		return err
 	}
 	c.answered.Store(true)
+	c.limiter.observe(resp.Header)
 	defer func() {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()

@@ -56,6 +56,13 @@
 // check --host). A call that runs out of retries says that it gave up,
 // after how long, and what to do.
 //
+// A 429 is retried the same way, but it is not reported as trouble: it is
+// the API setting the pace, and the whole client adapts to it. The client
+// lowers its requests in flight, paces them and pauses them all for the
+// Retry-After (or a backoff), then speeds up again as answers come back
+// clean; RateLimit-* and X-RateLimit-* headers pace it before a 429 comes.
+// See [Client].
+//
 // A request that fails below HTTP (refused, reset, closed early, stalled)
 // fails with one line naming the API host or the download's host and what
 // happened, never Go's bare "EOF" or "read tcp …"; the error still matches

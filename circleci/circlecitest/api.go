@@ -140,6 +140,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.hang(r.Context())
 		panic(http.ErrAbortHandler)
 	}
+	if s.rateLimit(bw, r) {
+		return
+	}
 	defer bw.finish()
 	switch {
 	case rt.v3:

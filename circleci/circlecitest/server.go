@@ -77,6 +77,9 @@ type Options struct {
 	// the API routes they are keyed by (the names of Server.Requests;
 	// "" for every route without its own).
 	Notices map[string]Notice
+	// RateLimit answers API requests beyond a budget per second with 429;
+	// the zero value sets no limit.
+	RateLimit RateLimit
 }
 
 // A Server serves a World over HTTP on 127.0.0.1: the API at URL + "/api/v2",
@@ -99,6 +102,8 @@ type Server struct {
 	secret []byte
 	stats  *stats
 	cert   *serverCert // nil without Options.TLS
+	// limiter enforces Options.RateLimit; nil without one.
+	limiter *rateLimiter
 
 	connSeq atomic.Uint64
 	// v2Gone is the status of the retired v2 artifacts route, 0 while it
@@ -143,6 +148,7 @@ func NewServer(w *World, opts Options) (*Server, error) {
 		seq:      make(map[string]int),
 		attempts: make(map[string]int),
 		closed:   make(chan struct{}),
+		limiter:  newRateLimiter(opts.RateLimit),
 	}
 	s.v2Gone.Store(int64(opts.V2ArtifactsGone))
 	w.mu.RLock()

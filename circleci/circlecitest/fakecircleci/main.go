@@ -18,6 +18,11 @@
 // SSL_CERT_FILE to that file, which Go programs and curl on Linux trust in
 // place of the system's roots: no flag turns verification off.
 //
+// With -rate-limit N the API lets through N requests per second (a token
+// bucket holding one second's budget) and answers the rest 429, with or
+// without Retry-After, in JSON or plain text, with rate-limit headers or
+// without, as the -rate-limit-* flags say; the stats count those 429s.
+//
 // FAKECIRCLECI_STATS, also in the environment, is the URL of a control
 // endpoint on its own listener (not one of the fake's hosts): GET
 // FAKECIRCLECI_STATS/stats answers what the hosts saw since the last POST
@@ -87,8 +92,14 @@ func run() int {
 	http1 := flag.String("http1", "", "with -tls, comma-separated hosts that speak only HTTP/1.1 (api, artifacts, storage; S3 does so for presigned storage)")
 	certFile := flag.String("cert", "", "with -tls, write the certificate (PEM) to this file (default: a temporary file removed at exit)")
 	win := windowFlags(flag.CommandLine)
+	rl := rateLimitFlags()
 	flag.Usage = usage
 	flag.Parse()
+	limit, err := rl()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakecircleci:", err)
+		return 2
+	}
 
 	w := circlecitest.NewWorld()
 	p := w.AddProject("gh/acme/widgets", "main")
@@ -110,7 +121,7 @@ func run() int {
 	}
 	opts := circlecitest.Options{
 		Token: *token, Latency: *latency, Jitter: *jitter, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
-		PageSize: *pageSize, TLS: *useTLS,
+		PageSize: *pageSize, TLS: *useTLS, RateLimit: limit,
 	}
 	if *http1 != "" {
 		if !*useTLS {
@@ -203,6 +214,8 @@ type statsJSON struct {
 	LastAnswer   int64 `json:"last_answer"`
 	// Bytes counts the artifact bytes served.
 	Bytes int64 `json:"bytes"`
+	// RateLimited counts the 429s of -rate-limit.
+	RateLimited int `json:"rate_limited"`
 }
 
 func collectStats(srv *circlecitest.Server) statsJSON {
@@ -212,6 +225,7 @@ func collectStats(srv *circlecitest.Server) statsJSON {
 		Requests:        srv.RequestCounts(),
 		Protocols:       make(map[string]map[string]int),
 		Bytes:           srv.BytesServed(),
+		RateLimited:     srv.RateLimited(),
 	}
 	for _, h := range hosts {
 		st.Connections[h] = srv.Connections(h)

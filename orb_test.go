@@ -346,6 +346,11 @@ func TestOrbMatchesTheConfigSchema(t *testing.T) {
 		if got := at(orb, c.section, c.name, "steps", 0, "run", "command"); got != string(script) {
 			t.Errorf("the packed %s %s does not run scripts/%s", c.section, c.name, c.script)
 		}
+		// CircleCI reads << in a command as the start of a parameter, so a
+		// heredoc or a here-string would break the step.
+		if bytes.Contains(script, []byte("<<")) {
+			t.Errorf("scripts/%s has <<, which CircleCI takes for a parameter reference", c.script)
+		}
 	}
 }
 
@@ -714,8 +719,8 @@ func sha256Sums(files map[string][]byte) []byte {
 
 // TestInstallScriptInstallsTheRelease runs the orb's install command
 // (scripts/install.sh, in bash) against a local server serving a release
-// made in the release layout: the newest release, or a pinned one,
-// downloaded with curl or with wget alone, installs and runs; a download
+// made in the release layout: the newest release (found with curl, or with
+// wget alone) or a pinned one installs and runs; a download
 // that does not match SHA256SUMS, or a machine there is no build for, is
 // refused with one clear line and nothing installed.
 func TestInstallScriptInstallsTheRelease(t *testing.T) {
@@ -780,7 +785,14 @@ func TestInstallScriptInstallsTheRelease(t *testing.T) {
 			t.Errorf("the install does not say it found %s as the newest release:\n%s", version, out)
 		}
 	})
-	t.Run("pinned, with wget alone", func(t *testing.T) {
+	t.Run("pinned", func(t *testing.T) {
+		dir, out, err := install(t, srv.URL, "v"+version)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		installed(t, dir, out)
+	})
+	t.Run("latest, with wget alone", func(t *testing.T) {
 		tools := t.TempDir()
 		for _, tool := range []string{"bash", "uname", "mktemp", "awk", "cut", "sha256sum", "tar", "gzip", "install", "mkdir", "rm", "id", "dirname", "wget", "sed", "tr", "tail"} {
 			p, err := exec.LookPath(tool)
@@ -789,7 +801,7 @@ func TestInstallScriptInstallsTheRelease(t *testing.T) {
 			}
 			os.Symlink(p, filepath.Join(tools, tool))
 		}
-		dir, out, err := install(t, srv.URL, "v"+version, tools)
+		dir, out, err := install(t, srv.URL, "latest", tools)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}

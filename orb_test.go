@@ -240,7 +240,7 @@ func orbUsesProblems(config any, orb map[string]any, inside bool) []string {
 			}
 		}
 		for k, p := range params {
-			if _, hasDefault := p.(map[string]any)["default"]; !hasDefault {
+			if decl, _ := p.(map[string]any); decl != nil && decl["default"] == nil {
 				if _, ok := given[k]; !ok {
 					problems = append(problems, fmt.Sprintf("%s %s lacks its required parameter %q", strings.TrimSuffix(section, "s"), ref, k))
 				}

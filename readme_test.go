@@ -76,6 +76,11 @@ func readmeCommands(t *testing.T) []string {
 			}
 		}
 	}
+	// A recipe that uses the orb has no command of its own: the one the
+	// orb's pull script runs for it stands in.
+	for _, recipe := range []string{"circleci-archive", "circleci-schedule"} {
+		cmds = append(cmds, orbRecipeCommands(t, recipe)...)
+	}
 	return cmds
 }
 

@@ -222,9 +222,9 @@ func TestCircleCIConfigSchemaCatchesBrokenRecipes(t *testing.T) {
 		{"circleci-schedule", "    docker:", "    dockers:"},
 		{"circleci-schedule", "parallelism: 4", "parallelism: four"},
 		{"circleci-schedule", "    parallelism: 4\n", ""},
-		{"circleci-archive", "    steps:", "    step:"},
 		{"circleci-archive", "version: 2.1\n", ""},
-		{"circleci-archive", "      - image: cimg/go:1.26", "      - images: cimg/go:1.26"},
+		{"circleci-archive", "- test: [success, failed]", "- test: [success, failure]"},
+		{"circleci-archive", "          requires:\n", "          requires: test\n          needs:\n"},
 	} {
 		t.Run(c.recipe+" "+strings.TrimSpace(c.old)+" to "+strings.TrimSpace(c.new), func(t *testing.T) {
 			src := mutate(t, readmeRecipe(t, c.recipe), c.old, c.new)
@@ -554,7 +554,7 @@ func recipeShells(t *testing.T) map[string][]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		shells[name] = circleCIShells(doc)
+		shells[name] = append(circleCIShells(doc), orbRecipeCommands(t, name)...)
 	}
 	doc, err := yamlValue(readmeRecipe(t, "kubernetes-cronjob"))
 	if err != nil {

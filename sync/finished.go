@@ -44,8 +44,7 @@ func selectionDigest(sel *Selection, layout *Layout) string {
 // mark says, and the destination still holds each at its recorded size;
 // a workflow's while each of its jobs' does. A job whose files went missing
 // is so listed again and its files put back, as the plan does for every
-// job it lists. Only a plain pull uses the marks: --force and --verify
-// look at everything again.
+// job it lists.
 type finished struct {
 	e         *engine
 	project   string
@@ -82,8 +81,13 @@ func newFinished(e *engine, slug circleci.Slug, sel *Selection, ready <-chan str
 	return f
 }
 
-// wait waits for the manifest; false if ctx ended first.
+// wait waits for the manifest; false if ctx ended first, or if the marks
+// are not to be used: --force and --verify look at everything again (and
+// still mark what they finish).
 func (f *finished) wait(ctx context.Context) bool {
+	if f.e.opts.Force || f.e.opts.Verify {
+		return false
+	}
 	select {
 	case <-f.ready:
 		return f.e.man != nil
@@ -141,9 +145,9 @@ func (f *finished) pass(jobs ...manifest.Done) {
 	}
 }
 
-// holds reports whether job mark d still stands: the manifest records all
-// its artifacts, the destination holds them, and no disk error since may
-// have lost one.
+// holds reports whether job mark d still stands: the manifest records as
+// many of its artifacts as when it was made (none removed since), the
+// destination holds them, and no disk error since may have lost one.
 func (f *finished) holds(ctx context.Context, d manifest.Done) bool {
 	var n int64
 	for _, ent := range f.byJob()[d.JobNumber] {
@@ -178,6 +182,15 @@ func (f *finished) mark(listed map[int64][]*Artifact) {
 		failed[fl.JobNumber] = true
 	}
 	f.e.mu.Unlock()
+	// A job's mark counts what the manifest records for it, which is
+	// more than the listing when CircleCI has expired some of its
+	// artifacts since an earlier run mirrored them.
+	recorded := map[int64]int64{}
+	for ent := range f.e.man.Entries() {
+		if ent.Project == f.project && f.sel.keepsPath(ent.Path) {
+			recorded[ent.JobNumber]++
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, lw := range f.listed {
@@ -191,7 +204,7 @@ func (f *finished) mark(listed map[int64][]*Artifact) {
 				all = false
 				continue
 			}
-			f.markOne(manifest.Done{Project: f.project, Workflow: lw.w.ID, JobNumber: n, Selection: f.selection, Artifacts: int64(len(arts))})
+			f.markOne(manifest.Done{Project: f.project, Workflow: lw.w.ID, JobNumber: n, Selection: f.selection, Artifacts: recorded[n]})
 		}
 		if all && lw.whole {
 			f.markOne(manifest.Done{Project: f.project, Workflow: lw.w.ID, Selection: f.selection})

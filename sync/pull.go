@@ -339,9 +339,9 @@ type listing struct {
 	queued  int
 	planErr error
 
-	// finished passes over what earlier runs finished for good and marks
-	// what this one finishes; nil when the marks are not used (a dry run,
-	// --force, --verify). jobs holds each listed job's artifacts, for it.
+	// finished passes over what earlier runs finished for good (not with
+	// --force or --verify) and marks what this one finishes; nil in a dry
+	// run. jobs holds each listed job's artifacts, for it.
 	finished *finished
 	jobs     map[int64][]*Artifact
 }
@@ -359,7 +359,7 @@ func (e *engine) startListing(ctx context.Context, api API, slug circleci.Slug, 
 		queue:     newQueue(),
 		jobs:      map[int64][]*Artifact{},
 	}
-	if !e.opts.DryRun && !e.opts.Force && !e.opts.Verify {
+	if !e.opts.DryRun {
 		s := *sel
 		l.sel = &s
 		l.finished = newFinished(e, slug, l.sel, l.ready)

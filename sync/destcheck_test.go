@@ -13,8 +13,8 @@ import (
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
 	"github.com/artifact-sync/artifact-sync/manifest"
-	ccsync "github.com/artifact-sync/artifact-sync/sync"
 	"github.com/artifact-sync/artifact-sync/sink"
+	ccsync "github.com/artifact-sync/artifact-sync/sync"
 )
 
 // listingSink notes the prefixes the destination is listed under.

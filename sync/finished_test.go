@@ -1,0 +1,72 @@
+package sync_test
+
+import (
+	"testing"
+
+	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/manifest"
+	ccsync "github.com/artifact-sync/artifact-sync/sync"
+)
+
+// What a run marks finished is finished for what it selected only: a run
+// of the same selection passes over it, a wider one (no --include) still
+// gets the rest, and a job with an artifact that failed is listed again
+// until it is whole.
+func TestFinishedIsFinishedForTheSelectionOnly(t *testing.T) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	wf := p.AddPipeline("main").AddWorkflow("build")
+	var broken *circlecitest.Artifact
+	for _, name := range []string{"test", "package"} {
+		job := wf.AddJob(name, circlecitest.JobOptions{})
+		job.AddArtifact(0, "report.txt", 10)
+		a := job.AddArtifact(0, "app.bin", 20)
+		if name == "package" {
+			broken = a
+		}
+	}
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	dest, _ := localSink(t)
+	opts := pullOpts()
+	opts.Retries = 1
+	opts.Manifest = new(manifest.MemStore)
+	pull := func(sel ccsync.Selection) *ccsync.Summary {
+		t.Helper()
+		srv.ResetStats()
+		sum, err := ccsync.Pull(t.Context(), client, client, slug, &sel, dest, opts)
+		if err != nil {
+			t.Fatalf("pull %+v: %v", sel, err)
+		}
+		return sum
+	}
+
+	txt := ccsync.Selection{PipelineNumber: 1, Include: []string{"*.txt"}}
+	if sum := pull(txt); sum.Transferred != 2 {
+		t.Fatalf("--include '*.txt': %+v", sum)
+	}
+	if sum := pull(txt); sum.FinishedWorkflows != 1 || sum.Skipped != 2 || srv.Requests("jobs") != 0 || srv.Requests("artifacts") != 0 {
+		t.Errorf("the same selection again: %+v, %d job and %d artifact listings; want the workflow passed over as finished",
+			sum, srv.Requests("jobs"), srv.Requests("artifacts"))
+	}
+
+	srv.SetFaults(circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {
+		if c.Artifact == broken {
+			return circlecitest.StatusFault(403, "")
+		}
+		return circlecitest.Fault{}
+	}))
+	all := ccsync.Selection{PipelineNumber: 1}
+	if sum := pull(all); sum.Transferred != 1 || sum.Failed != 1 || sum.FinishedWorkflows != 0 {
+		t.Fatalf("without --include, one download refused: %+v; want the other .bin transferred, nothing passed over", sum)
+	}
+	srv.SetFaults(nil)
+	sum := pull(all)
+	if sum.Transferred != 1 || srv.Requests("artifacts") != 1 || sum.FinishedJobs != 1 {
+		t.Errorf("after the failure: %+v, %d artifact listings; want the failed job listed again and its file fetched, the other passed over",
+			sum, srv.Requests("artifacts"))
+	}
+	if sum := pull(all); sum.FinishedWorkflows != 1 || sum.Transferred != 0 || srv.Requests("jobs") != 0 {
+		t.Errorf("once whole: %+v; want the workflow passed over", sum)
+	}
+}

@@ -131,6 +131,7 @@ func (f *finished) jobDone(ctx context.Context, number int64) bool {
 // pass counts the artifacts of jobs passed over as done as already done,
 // as a listing would have found them.
 func (f *finished) pass(jobs ...manifest.Done) {
+	f.sel.passOver()
 	f.mu.Lock()
 	for _, d := range jobs {
 		f.passed[d.JobNumber] = true
@@ -151,7 +152,7 @@ func (f *finished) pass(jobs ...manifest.Done) {
 func (f *finished) holds(ctx context.Context, d manifest.Done) bool {
 	var n int64
 	for _, ent := range f.byJob()[d.JobNumber] {
-		if !f.sel.keepsPath(ent.Path) {
+		if !f.sel.takesPath(ent.Path) {
 			continue
 		}
 		n++
@@ -187,7 +188,7 @@ func (f *finished) mark(listed map[int64][]*Artifact) {
 	// artifacts since an earlier run mirrored them.
 	recorded := map[int64]int64{}
 	for ent := range f.e.man.Entries() {
-		if ent.Project == f.project && f.sel.keepsPath(ent.Path) {
+		if ent.Project == f.project && f.sel.takesPath(ent.Path) {
 			recorded[ent.JobNumber]++
 		}
 	}
@@ -230,4 +231,11 @@ func (f *finished) recorded(arts []*Artifact) bool {
 		}
 	}
 	return true
+}
+
+// takesPath applies --include and --exclude to path as keepsPath does,
+// without counting what the globs match: the manifest's entries are no
+// listing.
+func (s *Selection) takesPath(path string) bool {
+	return (len(s.Include) == 0 || matchAny(s.Include, path)) && (len(s.Exclude) == 0 || !matchAny(s.Exclude, path))
 }

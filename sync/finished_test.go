@@ -1,6 +1,9 @@
 package sync_test
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
@@ -9,7 +12,8 @@ import (
 )
 
 // What a run marks finished is finished for what it selected only: a run
-// of the same selection passes over it, a wider one (no --include) still
+// of the same selection passes over it (and does not call its globs
+// unmatched for what it did not list), a wider one (no --include) still
 // gets the rest, and a job with an artifact that failed is listed again
 // until it is whole.
 func TestFinishedIsFinishedForTheSelectionOnly(t *testing.T) {
@@ -49,6 +53,19 @@ func TestFinishedIsFinishedForTheSelectionOnly(t *testing.T) {
 		t.Errorf("the same selection again: %+v, %d job and %d artifact listings; want the workflow passed over as finished",
 			sum, srv.Requests("jobs"), srv.Requests("artifacts"))
 	}
+
+	// A new pipeline whose artifacts --include does not take: the globs
+	// matched in the jobs passed over, so none is called unmatched.
+	p.AddPipeline("main").AddWorkflow("lint").AddJob("lint", circlecitest.JobOptions{}).AddArtifact(0, "lint.log", 5)
+	var logs bytes.Buffer
+	opts.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	if sum := pull(ccsync.Selection{Branch: "main", Pipelines: 2, Include: []string{"*.txt"}}); sum.FinishedWorkflows != 1 || sum.Transferred != 0 {
+		t.Errorf("a new pipeline with nothing to take: %+v", sum)
+	}
+	if strings.Contains(logs.String(), "matched none") {
+		t.Errorf("a glob that matched in the jobs passed over is called unmatched:\n%s", logs.String())
+	}
+	opts.Log = nil
 
 	srv.SetFaults(circlecitest.OnDownloads(func(c circlecitest.Call) circlecitest.Fault {
 		if c.Artifact == broken {

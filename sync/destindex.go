@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	stdsync "sync"
 
@@ -14,14 +15,17 @@ import (
 // artifact the run selects. So the check that puts back what the
 // destination lost costs what the run selects, not what the mirror has
 // gathered over the years. Each folder is listed once, however many
-// artifacts ask; a key with no folder has the whole destination listed, and
-// so has a run that needs more than destFolders folders: past that, one
-// listing of everything (on S3 a page per 1,000 objects) costs less than a
-// listing per folder.
+// artifacts ask; a key with no folder has the whole destination listed.
+// On an object store (S3), so has a run that needs more than destFolders
+// folders: past that, one listing of everything, a request per 1,000
+// objects, costs less than a request per folder. A directory lists a folder
+// with a few system calls, several at once, which beats one walk of
+// everything, so it is always listed folder by folder.
 type destIndex struct {
 	dest sink.Sink
 	how  sink.NameFolding
 	sem  chan struct{} // bounds the listings in flight
+	max  int           // folders listed one by one before everything is
 
 	mu      stdsync.Mutex
 	folders map[string]*destFolder
@@ -43,8 +47,12 @@ const destListings = 8
 const destFolders = 1000
 
 func newDestIndex(dest sink.Sink, how sink.NameFolding) *destIndex {
-	return &destIndex{dest: dest, how: how, sem: make(chan struct{}, destListings),
+	d := &destIndex{dest: dest, how: how, sem: make(chan struct{}, destListings), max: destFolders,
 		folders: map[string]*destFolder{}, sizes: map[string]int64{}, folded: map[string]int64{}}
+	if _, ok := dest.(*sink.Local); ok {
+		d.max = math.MaxInt
+	}
+	return d
 }
 
 // size returns the size of the object at key, and whether there is one,
@@ -71,7 +79,7 @@ func (d *destIndex) size(ctx context.Context, key string) (int64, bool, error) {
 func (d *destIndex) list(ctx context.Context, folder string) error {
 	d.mu.Lock()
 	f, ok := d.folders[folder]
-	if !ok && d.listed >= destFolders {
+	if !ok && d.listed >= d.max {
 		folder = ""
 		f, ok = d.folders[folder]
 	}

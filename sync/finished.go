@@ -176,7 +176,7 @@ func (f *finished) workflowListed(w circleci.Workflow, jobs []int64, whole bool)
 // mark records as done, after a run that ended well, each job of a listed
 // workflow whose every selected artifact (listed) is recorded and none
 // failed, then each terminal workflow whose every selected job is done.
-func (f *finished) mark(listed map[int64][]*Artifact) {
+func (f *finished) mark(listed map[int64][]listedArtifact) {
 	failed := map[int64]bool{}
 	f.e.mu.Lock()
 	for _, fl := range f.e.sum.Failures {
@@ -201,7 +201,7 @@ func (f *finished) mark(listed map[int64][]*Artifact) {
 				continue
 			}
 			arts, ok := listed[n]
-			if !ok || failed[n] || !f.recorded(arts) {
+			if !ok || failed[n] || !f.recorded(n, arts) {
 				all = false
 				continue
 			}
@@ -219,18 +219,34 @@ func (f *finished) markOne(d manifest.Done) {
 	}
 }
 
-// recorded reports whether the manifest records every one of arts at the
-// key this run gives it.
-func (f *finished) recorded(arts []*Artifact) bool {
+// recorded reports whether the manifest records every one of arts, of job
+// number job, at the key this run gives it.
+func (f *finished) recorded(job int64, arts []listedArtifact) bool {
 	for _, a := range arts {
-		if a.Key == "" {
-			return false
+		if a.key == "" {
+			return false // refused
 		}
-		if ent, ok := f.e.man.Lookup(manifestID(a)); !ok || ent.Key != a.Key {
+		id := manifest.ID{Project: f.project, JobNumber: job, NodeIndex: a.node, Path: a.path}
+		if ent, ok := f.e.man.Lookup(id); !ok || ent.Key != a.key {
 			return false
 		}
 	}
 	return true
+}
+
+// listedArtifact is what marking needs of a listed artifact: a run keeps
+// it for every job it lists, so it is small.
+type listedArtifact struct {
+	node      int64
+	path, key string
+}
+
+func listedArtifacts(arts []*Artifact) []listedArtifact {
+	out := make([]listedArtifact, len(arts))
+	for i, a := range arts {
+		out[i] = listedArtifact{a.NodeIndex, a.Path, a.Key}
+	}
+	return out
 }
 
 // takesPath applies --include and --exclude to path as keepsPath does,

@@ -87,3 +87,33 @@ func TestFinishedIsFinishedForTheSelectionOnly(t *testing.T) {
 		t.Errorf("once whole: %+v; want the workflow passed over", sum)
 	}
 }
+
+// A layout that is not one folder per job node plans the whole run at
+// once; what it finishes is marked all the same, jobs without artifacts
+// included.
+func TestFinishedUnderAWholeRunPlan(t *testing.T) {
+	w := circlecitest.NewWorld()
+	p := w.AddProject("gh/acme/widgets", "main")
+	wf := p.AddPipeline("main").AddWorkflow("build")
+	wf.AddJob("test", circlecitest.JobOptions{}).AddArtifact(0, "report.txt", 10)
+	wf.AddJob("lint", circlecitest.JobOptions{})
+	srv := circlecitest.Start(t, w, circlecitest.Options{Token: token})
+	client := newClient(t, srv.URL)
+	dest, _ := localSink(t)
+	opts := pullOpts()
+	opts.Manifest = new(manifest.MemStore)
+	layout, err := ccsync.ParseLayout("{workflow_name}/{job_name}/{path}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Layout = layout
+	sel := ccsync.Selection{PipelineNumber: 1}
+	if sum, err := ccsync.Pull(t.Context(), client, client, slug, &sel, dest, opts); err != nil || sum.Transferred != 1 {
+		t.Fatalf("first pull: %+v, %v", sum, err)
+	}
+	srv.ResetStats()
+	sum, err := ccsync.Pull(t.Context(), client, client, slug, &sel, dest, opts)
+	if err != nil || sum.FinishedWorkflows != 1 || sum.FinishedJobs != 2 || srv.Requests("jobs") != 0 {
+		t.Errorf("rerun: %+v, %v, %d job listings; want the workflow and its two jobs passed over", sum, err, srv.Requests("jobs"))
+	}
+}

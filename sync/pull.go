@@ -316,9 +316,15 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 
 // markFinished marks what this run finished for good, if it ended well.
 func (l *listing) markFinished(err error) {
-	if err == nil && l.finished != nil {
-		l.finished.mark(l.jobs)
+	if err != nil || l.finished == nil {
+		return
 	}
+	if !l.streaming {
+		for _, a := range l.arts {
+			l.jobs[a.JobNumber] = append(l.jobs[a.JobNumber], listedArtifact{a.NodeIndex, a.Path, a.Key})
+		}
+	}
+	l.finished.mark(l.jobs)
 }
 
 // listing is the resolution of the selection and the listing of its jobs'
@@ -341,9 +347,9 @@ type listing struct {
 
 	// finished passes over what earlier runs finished for good (not with
 	// --force or --verify) and marks what this one finishes; nil in a dry
-	// run. jobs holds each listed job's artifacts, for it.
+	// run. jobs holds what it needs of each listed job's artifacts.
 	finished *finished
-	jobs     map[int64][]*Artifact
+	jobs     map[int64][]listedArtifact
 }
 
 // startListing starts resolving sel and listing the artifacts of its jobs.
@@ -357,7 +363,7 @@ func (e *engine) startListing(ctx context.Context, api API, slug circleci.Slug, 
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 		queue:     newQueue(),
-		jobs:      map[int64][]*Artifact{},
+		jobs:      map[int64][]listedArtifact{},
 	}
 	if !e.opts.DryRun {
 		s := *sel
@@ -373,11 +379,13 @@ func (e *engine) startListing(ctx context.Context, api API, slug circleci.Slug, 
 			for i := range found {
 				arts[i] = &found[i]
 			}
-			l.jobs[j.JobNumber] = arts
 			if !l.streaming {
 				l.arts = append(l.arts, arts...)
+				l.jobs[j.JobNumber] = nil // listed; markFinished adds its artifacts
 				return
 			}
+			// Once planned, the artifacts' keys are known.
+			defer func() { l.jobs[j.JobNumber] = listedArtifacts(arts) }()
 			select {
 			case <-l.ready:
 			case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
+	"github.com/artifact-sync/artifact-sync/sink/sinktest"
 )
 
 // nightlyWorld is a project with pipelines of two workflows of ten jobs,
@@ -254,4 +255,41 @@ func toFormat1(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// The same nightly promise with the mirror and its manifest in S3, as a
+// scheduled job on a fresh runner keeps them: the no-op rerun costs the
+// pipeline pages and a workflow listing per pipeline, new pipelines their
+// own listings.
+func TestNightlyRunsListOnlyWhatIsNewOnS3(t *testing.T) {
+	env := sinktest.NewS3Bucket(t)
+	const old, fresh = 40, 2
+	n := newNightlyWorld(old)
+	srv := circlecitest.Start(t, n.w, circlecitest.Options{Token: testToken})
+	d := s3Dest(t, srv, env, "mirror")
+	run := func(pipelines int) nightlySummary {
+		t.Helper()
+		srv.ResetStats()
+		r := runTool(t, d.env, 2*time.Minute, d.pull("--branch", "main", "--pipelines", strconv.Itoa(pipelines), "--json")...)
+		wantCode(t, r, 0)
+		var s nightlySummary
+		if err := json.Unmarshal([]byte(lastLine(r.stdout)), &s); err != nil {
+			t.Fatalf("summary %q: %v", r.stdout, err)
+		}
+		return s
+	}
+	perPipeline := 2 * nightlyJobs
+	if s := run(old); s.Transferred != old*perPipeline {
+		t.Fatalf("initial run: %+v", s)
+	}
+	if s := run(old); s.Transferred != 0 || s.FinishedWorkflows != 2*old {
+		t.Errorf("no-op rerun: %+v", s)
+	}
+	wantRequests(t, srv, old, 0, 0)
+	n.add(fresh)
+	if s := run(old + fresh); s.Transferred != fresh*perPipeline {
+		t.Errorf("after %d new pipelines: %+v", fresh, s)
+	}
+	wantRequests(t, srv, old+fresh, 2*fresh, fresh*perPipeline)
+	d.check(t, mirrorOf(n.arts...), true)
 }

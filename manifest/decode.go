@@ -69,6 +69,12 @@ func fastDecodeRecord(line []byte, r *record) bool {
 				r.LastModified = string(v)
 			case "run":
 				r.Run = string(v)
+			case "done":
+				r.Kind = string(v)
+			case "workflow":
+				r.Workflow = string(v)
+			case "selection":
+				r.Selection = string(v)
 			case "completed":
 				if r.Completed.UnmarshalText(v) != nil {
 					return false
@@ -92,6 +98,8 @@ func fastDecodeRecord(line []byte, r *record) bool {
 				r.NodeIndex = n
 			case "size":
 				r.Size = n
+			case "artifacts":
+				r.Artifacts = n
 			default:
 				return false
 			}

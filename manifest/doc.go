@@ -28,6 +28,15 @@
 // journals, compacts: it writes a new snapshot holding every entry and
 // naming the journals it includes, then removes those journals.
 //
+// Besides entries, the log holds done marks ([Done], format 2): that a job
+// or a workflow is finished for good under one selection of artifacts, so
+// a nightly run need not ask the API about it again. They are journaled
+// like entries, after the entries of the same flush, and kept in the
+// snapshot after the entries. A mark is a claim its reader checks (it
+// counts the entries it stands for), so a mark whose entries were lost
+// since is as harmless as a lost record. Files of format 1 load as a log
+// without marks.
+//
 // # Memory
 //
 // A Manifest holds every entry in memory, in a compact form: an entry's

@@ -13,8 +13,9 @@ import (
 )
 
 // formatVersion is the newest format this package reads, and the one it
-// writes. Readers refuse files with a larger number.
-const formatVersion = 1
+// writes. Readers refuse files with a larger number. Format 2 added done
+// records (done.go); a format 1 file reads as one without them.
+const formatVersion = 2
 
 const (
 	snapshotName  = "manifest.json"
@@ -51,11 +52,17 @@ type journalHeader struct {
 	Written     time.Time `json:"written"`
 }
 
-// record is one line of the log: an entry, or the removal of an ID when
-// Removed is set.
+// record is one line of the log: an entry, the removal of an ID when
+// Removed is set, or a done mark when Kind is set (Entry then holds its
+// project, job number, completion time and run).
 type record struct {
 	Entry
 	Removed time.Time
+
+	Kind      string // "job" or "workflow" for a done record
+	Workflow  string
+	Selection string
+	Artifacts int64
 }
 
 // recordJSON is the JSON form of a record; field order is the file's.
@@ -72,6 +79,11 @@ type recordJSON struct {
 	LastModified string    `json:"last_modified,omitempty"`
 	Completed    time.Time `json:"completed,omitzero"`
 	Run          string    `json:"run,omitempty"`
+	// A done record's fields (see Done).
+	Done      string `json:"done,omitempty"`
+	Workflow  string `json:"workflow,omitempty"`
+	Selection string `json:"selection,omitempty"`
+	Artifacts int64  `json:"artifacts,omitempty"`
 }
 
 func (r *recordJSON) record() record {
@@ -82,6 +94,7 @@ func (r *recordJSON) record() record {
 			Completed: r.Completed.UTC(), Run: r.Run,
 		},
 		Removed: r.Removed.UTC(),
+		Kind:    r.Done, Workflow: r.Workflow, Selection: r.Selection, Artifacts: r.Artifacts,
 	}
 }
 
@@ -208,6 +221,12 @@ func decodeSnapshot(loc string, data []byte, destination string) (*snapshotHeade
 // checkSnapshotEntry returns what is wrong with r, the i'th entry of a
 // snapshot (from 0), or "".
 func checkSnapshotEntry(i int, r *record) string {
+	if r.Kind != "" {
+		if p := checkDoneRecord(r); p != "" {
+			return fmt.Sprintf("entry %d: %s", i+1, p)
+		}
+		return ""
+	}
 	if !r.Removed.IsZero() {
 		return fmt.Sprintf("entry %d (%v) is a removal, which only journals hold", i+1, r.ID)
 	}
@@ -265,7 +284,9 @@ func readJournal(loc string, r io.Reader, destination string, add func(*record))
 			return nil, corruptError(loc, fmt.Sprintf("line %d: %s", lineNo, jsonProblem(line, err)))
 		}
 		var p string
-		if !rec.Removed.IsZero() {
+		if rec.Kind != "" {
+			p = checkDoneRecord(&rec)
+		} else if !rec.Removed.IsZero() {
 			p = checkID(rec.ID)
 		} else {
 			p = checkEntry(rec.Entry)

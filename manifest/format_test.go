@@ -28,6 +28,15 @@ func goldenEntries() []Entry {
 	return []Entry{a, b, c, d}
 }
 
+// goldenMarks are the done marks behind the golden files: a job and the
+// workflow it ran in.
+func goldenMarks() []Done {
+	return []Done{
+		{Project: "gh/org/repo", Workflow: "5e1f0a2b-0000-4000-8000-000000000001", JobNumber: 102, Selection: "sel-1", Artifacts: 1},
+		{Project: "gh/org/repo", Workflow: "5e1f0a2b-0000-4000-8000-000000000001", Selection: "sel-1"},
+	}
+}
+
 // goldenFiles records the golden entries and returns the journal written by
 // a flush and the snapshot written by Close.
 func goldenFiles(t *testing.T) (journal, snapshot []byte) {
@@ -36,6 +45,11 @@ func goldenFiles(t *testing.T) (journal, snapshot []byte) {
 	es := goldenEntries()
 	mustRecord(t, m, es...)
 	m.Remove(es[0].ID)
+	for _, d := range goldenMarks() {
+		if err := m.Mark(d); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := m.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -176,15 +190,15 @@ func TestCorrupt(t *testing.T) {
 		},
 		{
 			name:  "newer snapshot",
-			files: map[string][]byte{snapshotName: replace(snapshot, `"format": 1,`, `"format": 3,`)},
+			files: map[string][]byte{snapshotName: replace(snapshot, `"format": 2,`, `"format": 3,`)},
 			err:   ErrVersion,
-			msg:   []string{"manifest s3://b/p/.artifact-sync/manifest.json: written by format 3, this artifact-sync reads up to 1: upgrade artifact-sync"},
+			msg:   []string{"manifest s3://b/p/.artifact-sync/manifest.json: written by format 3, this artifact-sync reads up to 2: upgrade artifact-sync"},
 		},
 		{
 			name:  "newer snapshot of another shape",
-			files: map[string][]byte{snapshotName: []byte(`{"format": 2, "entries": {"by-id": {}}}`)},
+			files: map[string][]byte{snapshotName: []byte(`{"format": 3, "entries": {"by-id": {}}}`)},
 			err:   ErrVersion,
-			msg:   []string{"written by format 2"},
+			msg:   []string{"written by format 3"},
 		},
 		{
 			name:  "snapshot for another destination",
@@ -223,9 +237,9 @@ func TestCorrupt(t *testing.T) {
 		},
 		{
 			name:  "newer journal",
-			files: map[string][]byte{jname: replace(journal, `"format":1,`, `"format":2,`)},
+			files: map[string][]byte{jname: replace(journal, `"format":2,`, `"format":3,`)},
 			err:   ErrVersion,
-			msg:   []string{jname + ": written by format 2"},
+			msg:   []string{jname + ": written by format 3"},
 		},
 		{
 			name:  "journal for another destination",

@@ -119,6 +119,12 @@ type Manifest struct {
 	done     chan struct{} // closed when the flusher has exited
 	cancel   context.CancelFunc
 
+	// Guarded by mu: the done marks (done.go), and those made since the
+	// last journal was written, which the next one writes after its
+	// entries.
+	marks       doneSet
+	pendingDone []Done
+
 	// Set by load when it rebuilt an unreadable snapshot (rebuild.go).
 	rebuilt    *Rebuilt
 	unreadable []byte // the snapshot's bytes, until they are kept aside
@@ -192,6 +198,7 @@ type loadedJournal struct {
 	seq   int64
 	hdr   *journalHeader // nil for a journal torn before its header ended
 	slots []uint32       // its records, in order
+	marks []Done         // its done records
 	err   error
 }
 
@@ -261,6 +268,9 @@ func (m *Manifest) load(ctx context.Context) error {
 				m.t.set(i)
 			}
 		}
+		for _, d := range j.marks {
+			m.marks.add(d)
+		}
 	}
 	m.gen++ // this run's journals order after everything it loaded
 	if m.rebuilt != nil {
@@ -281,14 +291,12 @@ func (m *Manifest) loadSnapshot(ctx context.Context) (*snapshotHeader, error) {
 	if err != nil {
 		return nil, readError(loc, err)
 	}
-	h, err := readSnapshot(loc, rc, m.opts.Destination, func(r *record) {
-		m.t.set(m.t.add(newSlot(&r.Entry, time.Time{}), r.Project, r.Run))
-	})
+	h, err := readSnapshot(loc, rc, m.opts.Destination, m.loadRecord)
 	rc.Close()
 	if err != errOtherLayout {
 		return h, err
 	}
-	m.t = newTable()
+	m.t, m.marks = newTable(), doneSet{}
 	data, err := m.st.ReadFile(ctx, snapshotName)
 	if err != nil {
 		return nil, readError(loc, err)
@@ -301,9 +309,18 @@ func (m *Manifest) loadSnapshot(ctx context.Context) (*snapshotHeader, error) {
 		return nil, err
 	}
 	for i := range recs {
-		m.t.set(m.t.add(newSlot(&recs[i].Entry, time.Time{}), recs[i].Project, recs[i].Run))
+		m.loadRecord(&recs[i])
 	}
 	return h, nil
+}
+
+// loadRecord takes in r, a record of a snapshot: an entry or a done mark.
+func (m *Manifest) loadRecord(r *record) {
+	if r.Kind != "" {
+		m.marks.add(r.done())
+		return
+	}
+	m.t.set(m.t.add(newSlot(&r.Entry, time.Time{}), r.Project, r.Run))
 }
 
 func (j *loadedJournal) generation() int64 {
@@ -337,13 +354,17 @@ func (m *Manifest) readJournals(ctx context.Context, js []*loadedJournal) {
 			}
 			defer rc.Close()
 			j.hdr, j.err = readJournal(loc, rc, m.opts.Destination, func(r *record) {
+				if r.Kind != "" {
+					j.marks = append(j.marks, r.done())
+					return
+				}
 				s := newSlot(&r.Entry, r.Removed)
 				mu.Lock()
 				j.slots = append(j.slots, m.t.add(s, r.Project, r.Run))
 				mu.Unlock()
 			})
 			if j.err != nil {
-				j.hdr, j.slots = nil, nil
+				j.hdr, j.slots, j.marks = nil, nil, nil
 			}
 		})
 	}
@@ -503,13 +524,20 @@ func (m *Manifest) flush(ctx context.Context) error {
 	defer m.flushMu.Unlock()
 
 	m.mu.Lock()
-	recs := m.pending
-	m.pending = nil
+	recs, marks := m.pending, m.pendingDone
+	m.pending, m.pendingDone = nil, nil
 	dirty := m.dirty
 	v := m.t.view() // holds every slot in recs
 	m.mu.Unlock()
 
-	err := m.writeJournal(ctx, v, recs)
+	err := m.writeJournal(ctx, v, recs, marks)
+	if err != nil {
+		// A mark stands for entries a reader checks, so it is written
+		// again whatever became of them.
+		m.mu.Lock()
+		m.pendingDone = append(marks, m.pendingDone...)
+		m.mu.Unlock()
+	}
 	var lost *notDurableError
 	if errors.As(err, &lost) {
 		m.forget(v, recs)
@@ -526,10 +554,10 @@ func (m *Manifest) flush(ctx context.Context) error {
 	return err
 }
 
-// writeJournal writes the records in slots recs of v as this run's next
-// journal. m.flushMu must be held.
-func (m *Manifest) writeJournal(ctx context.Context, v view, recs []uint32) error {
-	if len(recs) == 0 {
+// writeJournal writes the records in slots recs of v, then the marks, as
+// this run's next journal. m.flushMu must be held.
+func (m *Manifest) writeJournal(ctx context.Context, v view, recs []uint32, marks []Done) error {
+	if len(recs) == 0 && len(marks) == 0 {
 		return nil
 	}
 	name := journalName(m.opts.Run, m.seq+1)
@@ -546,7 +574,10 @@ func (m *Manifest) writeJournal(ctx context.Context, v view, recs []uint32) erro
 		Generation:  m.gen,
 		Seq:         m.seq,
 		Written:     m.opts.Now().UTC(),
-	}, len(recs), func(b []byte, i int) []byte {
+	}, len(recs)+len(marks), func(b []byte, i int) []byte {
+		if i >= len(recs) {
+			return appendDone(b, &marks[i-len(recs)])
+		}
 		r, sum := v.recordSum(recs[i])
 		return appendRecordSum(b, r, sum)
 	})
@@ -613,6 +644,9 @@ func (m *Manifest) compact(ctx context.Context) error {
 	slices.Sort(names)
 	loc := location(m.st, snapshotName)
 	v, order := m.sorted()
+	m.mu.RLock()
+	marks := m.marks.sorted()
+	m.mu.RUnlock()
 	if err := m.durable(ctx); err != nil {
 		return &Error{Location: loc, Problem: "cannot make the files it records durable: " + err.Error(), Err: err}
 	}
@@ -627,7 +661,13 @@ func (m *Manifest) compact(ctx context.Context) error {
 		Journals:    names,
 	}, func(b []byte) ([]byte, bool) {
 		if len(order) == 0 {
-			return b, false
+			// The marks follow the entries, which they stand for.
+			if len(marks) == 0 {
+				return b, false
+			}
+			b = appendDone(b, &marks[0])
+			marks = marks[1:]
+			return b, true
 		}
 		r, sum := v.recordSum(order[0])
 		order = order[1:]

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 )
 
 // RebuildMode says what Open does with a snapshot that cannot be read at
@@ -125,9 +124,9 @@ func (m *Manifest) rebuildSnapshot(loc string, data []byte, cause error) (*snaps
 	if err != nil {
 		return nil, err
 	}
-	m.t = newTable()
+	m.t, m.marks = newTable(), doneSet{}
 	for i := range recs {
-		m.t.set(m.t.add(newSlot(&recs[i].Entry, time.Time{}), recs[i].Project, recs[i].Run))
+		m.loadRecord(&recs[i])
 	}
 	m.rebuilt = &Rebuilt{Snapshot: loc, Problem: problem, Salvaged: len(recs)}
 	if m.opts.Rebuild == RebuildAside {

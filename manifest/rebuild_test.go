@@ -232,7 +232,7 @@ func TestRebuildKeepsLoudWhatNoCrashMakes(t *testing.T) {
 		files map[string][]byte
 		err   error
 	}{
-		{"torn snapshot of a newer format", map[string][]byte{snapshotName: torn(bytes.Replace(snapshot, []byte(`"format": 1,`), []byte(`"format": 2,`), 1))}, ErrVersion},
+		{"torn snapshot of a newer format", map[string][]byte{snapshotName: torn(bytes.Replace(snapshot, []byte(`"format": 2,`), []byte(`"format": 3,`), 1))}, ErrVersion},
 		{"torn snapshot for another destination", map[string][]byte{snapshotName: torn(bytes.Replace(snapshot, []byte(testDest), []byte("/elsewhere"), 1))}, ErrDestination},
 		{"JSON that is no manifest", map[string][]byte{snapshotName: []byte(`{"entries": []}`)}, ErrCorrupt},
 		{"snapshot entry without a path", map[string][]byte{snapshotName: bytes.Replace(snapshot, []byte(`"path":"dist/golden/file-2.tgz"`), []byte(`"path":""`), 1)}, ErrCorrupt},
@@ -309,7 +309,7 @@ func FuzzRebuild(f *testing.F) {
 	f.Add(snapshot[:len(snapshot)/2], []byte{})
 	f.Add(append(slices.Clone(snapshot[:len(snapshot)/2]), make([]byte, 300)...), make([]byte, 300))
 	f.Add(append(make([]byte, 100), snapshot[100:]...), other[:len(other)/2])
-	f.Add(bytes.Replace(snapshot[:len(snapshot)-20], []byte(`"format": 1`), []byte(`"format": 9`), 1), other)
+	f.Add(bytes.Replace(snapshot[:len(snapshot)-20], []byte(`"format": 2`), []byte(`"format": 9`), 1), other)
 	f.Add(bytes.Replace(snapshot[:len(snapshot)-20], []byte(testDest), []byte("/elsewhere"), 1), other)
 	f.Add([]byte("{\n,\n  \"entries\": [\n    {}\n"), []byte("\x00\n{}"))
 

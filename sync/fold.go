@@ -23,11 +23,6 @@ type folds struct {
 	// recorded maps the folded key of every entry the manifest held when
 	// the run's first plan was made to the artifact it records.
 	recorded func() map[string]manifest.ID
-	// present is the destination listing by folded key, for a recorded
-	// artifact listed under another form of its key (its folder made by
-	// an artifact whose path spells it in another case).
-	presentOnce stdsync.Once
-	present     map[string]int64
 }
 
 // probeFolding asks the destination how it compares names, once, before
@@ -155,23 +150,6 @@ func (e *engine) oneFile(a, other *Artifact) error {
 		hint += ", or use a --layout that puts them in different folders (such as " + DefaultLayout + ")"
 	}
 	return fmt.Errorf("refused: %q and %q (job %d node %d %q) are one file on %s (%s): %s", a.Key, other.Key, other.JobNumber, other.NodeIndex, other.Path, e.dest, e.fold.how.Why(a.Key, other.Key), hint)
-}
-
-// presentSize is the size present (the destination's listing) gives for
-// key, found under another form of it where the destination folds names.
-func (e *engine) presentSize(present map[string]int64, key string) (int64, bool) {
-	size, ok := present[key]
-	if ok || !e.fold.how.Folds() {
-		return size, ok
-	}
-	e.fold.presentOnce.Do(func() {
-		e.fold.present = make(map[string]int64, len(present))
-		for k, size := range present {
-			e.fold.present[e.fold.how.Key(k)] = size
-		}
-	})
-	size, ok = e.fold.present[e.fold.how.Key(key)]
-	return size, ok
 }
 
 // leadingElems is the first n elements of the slash path key.

@@ -19,6 +19,20 @@ type globCounts struct {
 	exclude []int
 
 	workflows, jobs nameCounts // --workflow-name and --job-name
+
+	// passed says that jobs finished in an earlier run were passed over
+	// unlisted: what --job-name, --include and --exclude matched in them
+	// is not counted, so none of those is called unmatched.
+	passed bool
+}
+
+// passOver notes that jobs were passed over as finished (see globCounts).
+func (s *Selection) passOver() {
+	if c := s.globs; c != nil {
+		c.mu.Lock()
+		c.passed = true
+		c.mu.Unlock()
+	}
 }
 
 // nameCounts counts, for --workflow-name or --job-name, how many names each
@@ -126,6 +140,9 @@ func (s *Selection) UnmatchedGlobs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	msgs := c.workflows.unmatched("--workflow-name", "workflow", s.WorkflowNames)
+	if c.passed {
+		return msgs
+	}
 	msgs = append(msgs, c.jobs.unmatched("--job-name", "job", s.JobNames)...)
 	if c.paths == 0 {
 		return msgs

@@ -133,6 +133,12 @@ type Summary struct {
 	// JobsFailed counts the jobs whose artifacts could not be listed: each
 	// is a failure entry, counted in Failed with the artifacts that failed.
 	JobsFailed int `json:"jobs_failed,omitempty"`
+	// FinishedWorkflows and FinishedJobs count what an earlier run
+	// finished for good and this one passed over without listing it (the
+	// jobs of those workflows included); their artifacts count as already
+	// done.
+	FinishedWorkflows int `json:"finished_workflows,omitempty"`
+	FinishedJobs      int `json:"finished_jobs,omitempty"`
 }
 
 // ErrCollision is returned, before anything is transferred, when the layout
@@ -275,25 +281,21 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	e.commits = &committer{man: m, limit: uint64(e.opts.Concurrency), log: e.log, disk: e.disk}
 	e.downloads = make(chan struct{}, e.opts.Concurrency)
 	e.rangeStreams = make(chan struct{}, e.opts.Concurrency)
-	if !opts.Force {
-		// What the destination holds is listed while the API resolves.
-		lctx, cancel := context.WithCancel(ctx)
-		e.present = e.listDest(lctx)
-		defer func() { cancel(); e.present() }()
-	}
 	if err := e.probeFolding(ctx); err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
+	e.present = newDestIndex(dest, e.fold.how)
 	close(l.ready) // the listing may plan now
 
 	if l.streaming {
 		err = e.stream(ctx, l)
+		l.markFinished(err)
 		return sum, e.closeManifest(ctx, m, err)
 	}
 
 	// Plan: list everything, check paths and keys, refuse collisions.
 	<-l.done
-	if err = e.listed(sel, l.skipped, l.err); err != nil {
+	if err = e.listed(l.sel, l.skipped, l.err); err != nil {
 		return sum, closeManifest(ctx, m, opts.DryRun, err)
 	}
 	arts := l.arts
@@ -308,7 +310,21 @@ func Pull(ctx context.Context, api API, dl Downloader, slug circleci.Slug, sel *
 	}
 
 	err = e.transferAll(ctx, todo)
+	l.markFinished(err)
 	return sum, e.closeManifest(ctx, m, err)
+}
+
+// markFinished marks what this run finished for good, if it ended well.
+func (l *listing) markFinished(err error) {
+	if err != nil || l.finished == nil {
+		return
+	}
+	if !l.streaming {
+		for _, a := range l.arts {
+			l.jobs[a.JobNumber] = append(l.jobs[a.JobNumber], listedArtifact{a.NodeIndex, a.Path, a.Key})
+		}
+	}
+	l.finished.mark(l.jobs)
 }
 
 // listing is the resolution of the selection and the listing of its jobs'
@@ -328,6 +344,12 @@ type listing struct {
 	queue   *queue
 	queued  int
 	planErr error
+
+	// finished passes over what earlier runs finished for good (not with
+	// --force or --verify) and marks what this one finishes; nil in a dry
+	// run. jobs holds what it needs of each listed job's artifacts.
+	finished *finished
+	jobs     map[int64][]listedArtifact
 }
 
 // startListing starts resolving sel and listing the artifacts of its jobs.
@@ -341,18 +363,29 @@ func (e *engine) startListing(ctx context.Context, api API, slug circleci.Slug, 
 		ready:     make(chan struct{}),
 		done:      make(chan struct{}),
 		queue:     newQueue(),
+		jobs:      map[int64][]listedArtifact{},
 	}
+	if !e.opts.DryRun {
+		s := *sel
+		l.sel = &s
+		l.finished = newFinished(e, slug, l.sel, l.ready)
+		l.sel.finished = l.finished
+	}
+	sel = l.sel
 	go func() {
 		defer close(l.done)
-		l.skipped, l.err = CollectJobs(ctx, observeAPI(api, e.opts.Progress, sel), slug, sel, e.log, func(_ Job, found []Artifact) {
+		l.skipped, l.err = CollectJobs(ctx, observeAPI(api, e.opts.Progress, sel), slug, sel, e.log, func(j Job, found []Artifact) {
 			arts := make([]*Artifact, len(found))
 			for i := range found {
 				arts[i] = &found[i]
 			}
 			if !l.streaming {
 				l.arts = append(l.arts, arts...)
+				l.jobs[j.JobNumber] = nil // listed; markFinished adds its artifacts
 				return
 			}
+			// Once planned, the artifacts' keys are known.
+			defer func() { l.jobs[j.JobNumber] = listedArtifacts(arts) }()
 			select {
 			case <-l.ready:
 			case <-ctx.Done():
@@ -479,9 +512,8 @@ type engine struct {
 
 	commits *committer // writes man's records in groups
 	disk    *disk      // unrecords what a failed flush of the destination covered
-	// present waits for the listing of the destination (see listDest);
-	// nil with --force.
-	present func() (map[string]int64, error)
+	// present is what the destination holds, listed as the plan asks.
+	present *destIndex
 
 	// downloads holds one token per response body being read: at most
 	// Concurrency at once. A transfer gives its token back as soon as the
@@ -545,12 +577,12 @@ func (e *engine) defaults() {
 // plan checks every artifact's path and key, refuses a layout that maps two
 // artifacts to one key, and returns what is still to transfer: what the
 // manifest does not record, and what it records but the destination no
-// longer holds at its recorded size (one listing of the destination tells).
+// longer holds at its recorded size (a listing of the key's top folder
+// tells; see destIndex).
 // With a Disjoint layout it is called once per job, and two artifacts on
 // one key can only be paths of one job node that clean to the same (the
 // API listing "a//b" and "a/b"): those two fail alone.
 func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error) {
-	var present map[string]int64 // key -> size at the destination; nil until needed
 	e.mu.Lock()
 	e.sum.Artifacts += len(arts)
 	e.mu.Unlock()
@@ -622,13 +654,11 @@ func (e *engine) plan(ctx context.Context, arts []*Artifact) ([]*Artifact, error
 		}
 		if !e.opts.Force {
 			if ent, ok := e.man.Lookup(manifestID(a)); ok && ent.Key == a.Key {
-				if present == nil {
-					var err error
-					if present, err = e.present(); err != nil {
-						return nil, err
-					}
+				size, ok, err := e.present.size(ctx, a.Key)
+				if err != nil {
+					return nil, err
 				}
-				if size, ok := e.presentSize(present, a.Key); ok && size == ent.Size {
+				if ok && size == ent.Size {
 					problem := e.recheck(ctx, ent)
 					if problem == "" {
 						e.mu.Lock()
@@ -654,64 +684,6 @@ func nextSlash(key string, i int) int {
 		return -1
 	}
 	return i + 1 + j
-}
-
-// listDest starts listing, in the background, the sizes of the objects
-// at the destination under the first folders of the keys the manifest
-// records, and returns a function that waits for the listing. The folders
-// are listed concurrently (few requests in flight), so on S3 ten thousand
-// recorded artifacts in ten jobs cost one round of page requests, not ten
-// pages one after the other; with no folders, or very many, the whole
-// destination is listed.
-func (e *engine) listDest(ctx context.Context) func() (map[string]int64, error) {
-	n := e.man.Len()
-	if n == 0 {
-		return func() (map[string]int64, error) { return map[string]int64{}, nil }
-	}
-	var (
-		mu       stdsync.Mutex
-		present  = make(map[string]int64, n)
-		prefixes = map[string]bool{}
-		g        errgroup.Group
-	)
-	g.SetLimit(8)
-	done := make(chan error, 1)
-	// Everything from here on runs in the background, and Pull goes on at
-	// once to plan what the API lists (what the manifest does not record
-	// needs no listing): the manifest's entries come sorted (10 ms for ten
-	// thousand), and g.Go waits while eight listings run.
-	go func() {
-		for ent := range e.man.Entries() {
-			first, _, ok := strings.Cut(ent.Key, "/")
-			if !ok || len(prefixes) > 1000 {
-				prefixes = map[string]bool{"": true}
-				break
-			}
-			prefixes[first+"/"] = true
-		}
-		for prefix := range prefixes {
-			g.Go(func() error {
-				for info, err := range e.dest.List(ctx, prefix) {
-					if err != nil {
-						return fmt.Errorf("listing %s to check what is recorded there: %w", e.dest, err)
-					}
-					mu.Lock()
-					present[info.Key] = info.Size
-					mu.Unlock()
-				}
-				return nil
-			})
-		}
-		err := g.Wait()
-		e.log.Debug("destination listed", "prefixes", len(prefixes), "objects", len(present))
-		done <- err
-	}()
-	return stdsync.OnceValues(func() (map[string]int64, error) {
-		if err := <-done; err != nil {
-			return nil, err
-		}
-		return present, nil
-	})
 }
 
 // checkKey refuses keys the sink would refuse and keys inside the tool's own

@@ -131,6 +131,9 @@ func (s *Summary) Report(w io.Writer, o Outcome, asJSON, quiet bool) {
 	if s.JobsFailed > 0 {
 		line += fmt.Sprintf("; the artifacts of %s could not be listed", plural(s.JobsFailed, "job"))
 	}
+	if s.FinishedJobs > 0 {
+		line += fmt.Sprintf("; %s finished in an earlier run, not listed again", plural(s.FinishedJobs, "job"))
+	}
 	fmt.Fprintln(w, line)
 	reportFailures(w, s.Failures)
 	for _, p := range s.Passed {

@@ -54,6 +54,9 @@ type Selection struct {
 	Exclude       []string
 
 	globs *globCounts // what Include and Exclude matched in the last Resolve
+	// finished, when set, says which workflows and jobs an earlier run
+	// finished for good: they are not listed again (see finished).
+	finished finishedChecker
 }
 
 // Validate checks the globs and the combination of selection flags.
@@ -267,6 +270,11 @@ func (r *resolver) pipeline(ctx context.Context, g *errgroup.Group, p *circleci.
 			if !r.sel.matchWorkflow(w.Name) {
 				continue
 			}
+			// A workflow finished for good costs nothing more; a rerun
+			// added to an old pipeline is a new workflow, listed as any.
+			if r.sel.finished != nil && r.sel.finished.workflowDone(ctx, w.ID) {
+				continue
+			}
 			wb := base
 			wb.WorkflowName, wb.WorkflowID = w.Name, w.ID
 			g.Go(func() error { return r.workflowJobs(ctx, w, wb, emit) })
@@ -279,6 +287,11 @@ func (r *resolver) workflowJobs(ctx context.Context, w circleci.Workflow, base J
 	if !r.sel.matchWorkflow(w.Name) {
 		return nil
 	}
+	// What the workflow held, for marking it done once this run has
+	// finished its jobs: in a terminal workflow, approval jobs and jobs
+	// that never ran stay as they are (a rerun is a new workflow).
+	var ran []int64
+	whole := w.Terminal()
 	for j, err := range r.api.WorkflowJobs(ctx, w.ID) {
 		if err != nil {
 			return fmt.Errorf("jobs of workflow %s (%s): %w", w.Name, w.ID, err)
@@ -292,10 +305,18 @@ func (r *resolver) workflowJobs(ctx context.Context, w circleci.Workflow, base J
 		job := base
 		job.JobName, job.JobNumber = j.Name, *j.JobNumber
 		if !j.Terminal() {
+			whole = false
 			r.skip(Skipped{Job: job, Status: j.Status, Reason: "still " + j.Status + ": run again when it has finished"})
 			continue
 		}
+		ran = append(ran, job.JobNumber)
+		if r.sel.finished != nil && r.sel.finished.jobDone(ctx, job.JobNumber) {
+			continue
+		}
 		emit(job)
+	}
+	if r.sel.finished != nil {
+		r.sel.finished.workflowListed(w, ran, whole)
 	}
 	return nil
 }

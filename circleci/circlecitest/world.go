@@ -163,6 +163,7 @@ type Project struct {
 	pipelines     []*Pipeline // oldest first
 	byNumber      map[int64]*Job
 	nextJob       int64
+	forgotten     int64 // the newest pipeline number Forget removed
 }
 
 // Slug returns the canonical project slug (gh/… rather than github/…).
@@ -218,7 +219,7 @@ func (p *Project) AddPipeline(branch string) *Pipeline {
 	pl := &Pipeline{
 		project: p,
 		id:      w.newID("pipeline"),
-		number:  int64(len(p.pipelines) + 1),
+		number:  p.nextPipeline(),
 		branch:  branch,
 		created: w.tick(),
 		state:   "created",

@@ -2,10 +2,11 @@
 // artifact-sync without a CircleCI account and for benchmarks.
 //
 // It builds a project gh/acme/widgets whose default branch main has
-// -pipelines pipelines, each with one workflow "build" of -jobs jobs with
-// -files artifacts of -size bytes (or, with -days and -branches, as many
-// pipelines spread over the days before now on several branches), prints the environment a client needs
-// (CIRCLECI_HOST, CIRCLE_TOKEN) and serves until interrupted.
+// -pipelines pipelines, each with -workflows workflows ("build", then
+// "build-2", ...) of -jobs jobs with -files artifacts of -size bytes (with
+// -days and -branches, spread over the days before now on several
+// branches), prints the environment a client needs (CIRCLECI_HOST,
+// CIRCLE_TOKEN) and serves until interrupted.
 //
 // Given a command after the flags, it runs that command with the environment
 // set instead, and exits with its status:
@@ -30,7 +31,10 @@
 // that carried requests, per host; requests per route and per protocol; and
 // the times (Unix nanoseconds) of the first artifact download request
 // received and of the first artifact list answered, for benchmarks that
-// measure time to first byte.
+// measure time to first byte. POST FAKECIRCLECI_STATS/pipelines?n=N adds N
+// pipelines of the same shape, and POST FAKECIRCLECI_STATS/rerun?pipeline=K
+// a workflow to pipeline number K (as rerunning a workflow does), for
+// benchmarks of nightly runs.
 package main
 
 import (
@@ -47,6 +51,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/artifact-sync/artifact-sync/circleci/circlecitest"
@@ -75,7 +80,8 @@ Flags:
 
 func run() int {
 	pipelines := flag.Int("pipelines", 1, "pipelines (on main, or on -branches branches)")
-	jobs := flag.Int("jobs", 3, "jobs per pipeline")
+	jobs := flag.Int("jobs", 3, "jobs per workflow")
+	workflows := flag.Int("workflows", 1, "workflows per pipeline")
 	files := flag.Int("files", 5, "artifacts per job")
 	size := flag.Int64("size", 16<<10, "bytes per artifact")
 	big := flag.Int("big", 0, "extra artifacts of -big-size bytes in the first job")
@@ -102,23 +108,9 @@ func run() int {
 	}
 
 	w := circlecitest.NewWorld()
-	p := w.AddProject("gh/acme/widgets", "main")
-	for i := range *pipelines {
-		wf := p.AddPipeline(win.place(w, i, *pipelines)).AddWorkflow("build")
-		for j := range *jobs {
-			job := wf.AddJob("job-"+strconv.Itoa(j), circlecitest.JobOptions{Parallelism: *parallel})
-			for node := range *parallel {
-				for f := range *files {
-					job.AddArtifact(node, fmt.Sprintf("out/file-%04d.bin", f), *size)
-				}
-				if j == 0 && node == 0 {
-					for b := range *big {
-						job.AddArtifact(0, fmt.Sprintf("big/big-%d.bin", b), *bigSize)
-					}
-				}
-			}
-		}
-	}
+	sh := &shape{p: w.AddProject("gh/acme/widgets", "main"), workflows: *workflows, jobs: *jobs, files: *files,
+		size: *size, big: *big, bigSize: *bigSize, parallel: *parallel}
+	sh.addPipelines(*pipelines, func(i int) string { return win.place(w, i, *pipelines) })
 	opts := circlecitest.Options{
 		Token: *token, Latency: *latency, Jitter: *jitter, Bandwidth: *bandwidth, Redirect: *redirect, NoRange: *noRange,
 		PageSize: *pageSize, TLS: *useTLS, RateLimit: limit,
@@ -158,7 +150,7 @@ func run() int {
 		}
 		env = append(env, "SSL_CERT_FILE="+path)
 	}
-	stats, err := serveStats(srv)
+	stats, err := serveStats(srv, sh)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fakecircleci:", err)
 		return 1
@@ -263,7 +255,7 @@ type statsServer struct {
 
 func (s *statsServer) Close() { s.srv.Close() }
 
-func serveStats(srv *circlecitest.Server) (*statsServer, error) {
+func serveStats(srv *circlecitest.Server, sh *shape) (*statsServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -277,7 +269,68 @@ func serveStats(srv *circlecitest.Server) (*statsServer, error) {
 		srv.ResetStats()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /pipelines", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil || n < 1 {
+			http.Error(w, "give n, a number of pipelines to add", http.StatusBadRequest)
+			return
+		}
+		sh.addPipelines(n, func(int) string { return "main" })
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /rerun", func(w http.ResponseWriter, r *http.Request) {
+		k, err := strconv.ParseInt(r.URL.Query().Get("pipeline"), 10, 64)
+		pls := sh.p.Pipelines()
+		if err != nil || k < 1 || k > int64(len(pls)) {
+			http.Error(w, "give pipeline, the number of a pipeline of the project", http.StatusBadRequest)
+			return
+		}
+		sh.addWorkflow(pls[k-1], "build")
+		w.WriteHeader(http.StatusNoContent)
+	})
 	s := &statsServer{Addr: ln.Addr().String(), srv: &http.Server{Handler: mux}}
 	go s.srv.Serve(ln)
 	return s, nil
+}
+
+// shape is what every pipeline of the fake's project holds.
+type shape struct {
+	p                      *circlecitest.Project
+	workflows, jobs, files int
+	size, bigSize          int64
+	big, parallel          int
+	mu                     sync.Mutex // one addition at a time
+}
+
+// addPipelines adds n pipelines, pipeline i on branch(i).
+func (sh *shape) addPipelines(n int, branch func(i int) string) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := range n {
+		pl := sh.p.AddPipeline(branch(i))
+		for i := range sh.workflows {
+			name := "build"
+			if i > 0 {
+				name += "-" + strconv.Itoa(i+1)
+			}
+			sh.addWorkflow(pl, name)
+		}
+	}
+}
+
+func (sh *shape) addWorkflow(pl *circlecitest.Pipeline, name string) {
+	wf := pl.AddWorkflow(name)
+	for j := range sh.jobs {
+		job := wf.AddJob("job-"+strconv.Itoa(j), circlecitest.JobOptions{Parallelism: sh.parallel})
+		for node := range sh.parallel {
+			for f := range sh.files {
+				job.AddArtifact(node, fmt.Sprintf("out/file-%04d.bin", f), sh.size)
+			}
+			if j == 0 && node == 0 {
+				for b := range sh.big {
+					job.AddArtifact(0, fmt.Sprintf("big/big-%d.bin", b), sh.bigSize)
+				}
+			}
+		}
+	}
 }

@@ -174,7 +174,7 @@ func TestFailedListingsAreCountedAsJobs(t *testing.T) {
 	b := wf.AddJob("b", circlecitest.JobOptions{})
 	b.AddArtifact(0, "b.txt", 10)
 	srv := circlecitest.Start(t, w, circlecitest.Options{Token: testToken,
-		Faults: circlecitest.OnRoute("artifacts", func(circlecitest.Call) circlecitest.Fault { return circlecitest.StatusFault(404, "") })})
+		Faults: circlecitest.OnArtifactListings(func(circlecitest.Call) circlecitest.Fault { return circlecitest.StatusFault(404, "") })})
 	r := runTool(t, toolEnv(t, srv), time.Minute, "pull", slugArg, "--to", t.TempDir())
 	wantCode(t, r, 1)
 	if line := lastLine(r.stderr); !strings.Contains(line, "listing the artifacts of 2 jobs failed; run the same command again to retry them") || strings.Contains(line, "of 0 artifacts") {

@@ -100,9 +100,9 @@ func pipelinesOf(lines []listedLine) []int64 {
 	return out
 }
 
-// pipelinePages returns the query of every request for the project's
+// pipelinePageRequests returns the query of every request for the project's
 // pipeline listing, in order.
-func pipelinePages(srv *circlecitest.Server) []url.Values {
+func pipelinePageRequests(srv *circlecitest.Server) []url.Values {
 	var out []url.Values
 	for _, lr := range srv.RequestLog() {
 		if lr.Route == "pipelines" {
@@ -163,7 +163,7 @@ func TestSinceSelectsTheWindow(t *testing.T) {
 	if !strings.Contains(r.stderr, "passed over") || !strings.Contains(r.stderr, "slow") {
 		t.Errorf("the running job is not reported as passed over:\n%s", r.stderr)
 	}
-	pages := pipelinePages(srv)
+	pages := pipelinePageRequests(srv)
 	if len(pages) != 2 || pages[0].Has("page-token") || !pages[1].Has("page-token") {
 		t.Errorf("pipeline listing requests %v, want the first two pages and not the third", pages)
 	}
@@ -192,7 +192,7 @@ func TestSinceSelectsTheWindow(t *testing.T) {
 		if !strings.Contains(r.stdout, "passed over: job") || !strings.Contains(r.stdout, "slow") {
 			t.Errorf("the summary does not name the running job as passed over:\n%s", r.stdout)
 		}
-		if n := len(pipelinePages(srv)); n != 2 {
+		if n := len(pipelinePageRequests(srv)); n != 2 {
 			t.Errorf("%d pipeline pages requested, want 2", n)
 		}
 	})
@@ -244,7 +244,7 @@ func TestSinceForms(t *testing.T) {
 			if !slices.Equal(jobs, tt.jobs) {
 				t.Errorf("listed jobs %v, want %v", jobs, tt.jobs)
 			}
-			for _, q := range pipelinePages(srv) {
+			for _, q := range pipelinePageRequests(srv) {
 				if b := q.Get("branch"); tt.name == "branch" && b != "feature/a" || tt.name != "branch" && q.Has("branch") {
 					t.Errorf("pipeline listing asked with branch %q", b)
 				}
@@ -262,7 +262,7 @@ func TestSinceForms(t *testing.T) {
 		if !strings.Contains(r.stderr, "no pipelines since") {
 			t.Errorf("an empty window is not said on stderr:\n%s", r.stderr)
 		}
-		if n := len(pipelinePages(srv)); n != 1 {
+		if n := len(pipelinePageRequests(srv)); n != 1 {
 			t.Errorf("%d pipeline pages requested for an empty window, want 1", n)
 		}
 		d := localDest(t, srv)

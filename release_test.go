@@ -219,6 +219,18 @@ func TestReleaseImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the image is not an OCI image layout: %v", err)
 	}
+	top, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// index.json names one multi-architecture index, by the version.
+	if len(top.Manifests) != 1 || !top.Manifests[0].MediaType.IsIndex() ||
+		top.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != releaseVersion {
+		t.Fatalf("index.json does not name one image index by the version %s: %+v", releaseVersion, top.Manifests)
+	}
+	if idx, err = idx.ImageIndex(top.Manifests[0].Digest); err != nil {
+		t.Fatal(err)
+	}
 	manifest, err := idx.IndexManifest()
 	if err != nil {
 		t.Fatal(err)

@@ -107,18 +107,21 @@ func build(bins binaries, version, revision, source, created, caCerts string, ar
 			return fmt.Errorf("%s: %w", platform, err)
 		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add: img,
-			Descriptor: v1.Descriptor{
-				Platform:    &v1.Platform{OS: "linux", Architecture: arch},
-				Annotations: map[string]string{"org.opencontainers.image.ref.name": version},
-			},
+			Add:        img,
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
 		})
 	}
 	if err := os.RemoveAll(args[0]); err != nil {
 		return err
 	}
-	_, err = layout.Write(args[0], idx)
-	return err
+	// The layout's index.json names one image, the multi-architecture
+	// index, by the version: what 'podman load' and 'skopeo copy --all
+	// oci-archive:' look for.
+	p, err := layout.Write(args[0], empty.Index)
+	if err != nil {
+		return err
+	}
+	return p.AppendIndex(idx, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": version}))
 }
 
 // image is the binary, the certificates and the user in one layer on an

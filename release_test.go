@@ -299,3 +299,52 @@ func TestReleaseImage(t *testing.T) {
 		t.Errorf("the image's artifact-sync pull did not write the newest pipeline's coverage/index.html to %s", dest)
 	}
 }
+
+// TestReleaseVersionFromTag: without --version, a release of a tagged
+// commit is named and stamped with the tag less its "v". It builds a clone,
+// so the tag stays there.
+func TestReleaseVersionFromTag(t *testing.T) {
+	if runtime.GOOS != "linux" || testing.Short() {
+		t.Skip("the release build runs on linux, and takes a while (not with -short)")
+	}
+	clone := filepath.Join(t.TempDir(), "src")
+	script, err := os.ReadFile(".ci/release")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"clone", "--quiet", ".", clone},
+		{"-C", clone, "-c", "user.name=test", "-c", "user.email=test@example.com", "tag", "-a", "v4.5.6", "-m", "4.5.6"},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// The script as it is here, on the committed sources.
+	if err := os.WriteFile(filepath.Join(clone, ".ci", "release"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cmd := exec.Command("bash", ".ci/release", "--targets", "linux/"+runtime.GOARCH, "--no-image", out)
+	cmd.Dir = clone
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf(".ci/release: %v\n%s", err, b)
+	}
+	base := "artifact-sync_4.5.6_linux_" + runtime.GOARCH
+	f, err := os.Open(filepath.Join(out, base+".tar.gz"))
+	if err != nil {
+		t.Fatalf("the release of tag v4.5.6 is not named 4.5.6: %v", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := untar(t, zr)
+	if v, err := runBinary(t, files[base+"/artifact-sync"], nil, "version"); err != nil || !strings.HasPrefix(v, "artifact-sync 4.5.6 ") {
+		t.Errorf("the release of tag v4.5.6 says %v %q, want artifact-sync 4.5.6 ...", err, v)
+	}
+	if sums, _ := os.ReadFile(filepath.Join(out, "SHA256SUMS")); strings.Count(string(sums), "\n") != 1 {
+		t.Errorf("SHA256SUMS of one archive, no image:\n%s", sums)
+	}
+}

@@ -205,7 +205,7 @@ interrupted or repeated run resumes instead of starting over.`,
 	root.Flags().Bool("version", false, "print the version (the same as 'artifact-sync version')")
 	root.SetUsageFunc(ccsync.Usage)
 	a.globalFlags(root)
-	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd())
+	root.AddCommand(a.listCmd(), a.pullCmd(), a.verifyCmd(), a.versionCmd(), manCmd())
 	for _, c := range root.Commands() {
 		c.DisableFlagsInUseLine = true // the Use lines name their flags
 		c.Flags().SortFlags = false
@@ -363,6 +363,19 @@ func (a *app) versionCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(a.stdout, "artifact-sync", ccsync.Version())
+		},
+	}
+}
+
+// manCmd writes the man pages the release archives ship (.ci/release);
+// hidden, as it is no user's business.
+func manCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "__man DIR",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return ccsync.WriteManPages(cmd.Root(), args[0])
 		},
 	}
 }

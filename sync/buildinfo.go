@@ -1,14 +1,26 @@
 package sync
 
 import (
+	"runtime"
 	"runtime/debug"
 	"strings"
 )
 
-// Version says which build of the tool this is, from its build info: the
-// module version, the revision when the version does not already hold it,
-// and the Go release.
+// release is the version a release build stamps in with
+// -ldflags "-X github.com/artifact-sync/artifact-sync/sync.release=1.2.3"
+// (.ci/release): its builds use -trimpath and -buildvcs=false to be
+// reproducible, so the build info holds neither a module version nor a
+// revision to say which release it is.
+var release string
+
+// Version says which build of the tool this is: the release it was stamped
+// with and the Go release, or else, from its build info, the module
+// version, the revision when the version does not already hold it, and the
+// Go release.
 func Version() string {
+	if release != "" {
+		return release + " " + runtime.Version()
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "(unknown)"

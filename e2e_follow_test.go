@@ -63,6 +63,9 @@ func TestFollowPullsJobsAsTheyFinish(t *testing.T) {
 			t.Errorf("the run waited for the job running it or one behind an approval on hold: %s", line)
 		}
 	}
+	if n := strings.Count(r.stderr, "job_name=archive"); n != 1 {
+		t.Errorf("the job running the tool is reported as passed over %d times, want once (not every round):\n%s", n, r.stderr)
+	}
 	if n := srv.Requests("jobs"); n < 6 {
 		t.Errorf("the workflow's jobs were listed %d times: want polling, at least 3 rounds", n)
 	}

@@ -67,6 +67,7 @@ func (fo *Follow) follow(ctx context.Context, api API, slug circleci.Slug, sel *
 			return total, err
 		}
 		s := *sel // each round resolves the selection afresh
+		s.quietSkips = round > 0
 		sum, err := pull(&s)
 		total = addRound(total, sum, round)
 		if err != nil || len(left) == 0 {

@@ -79,6 +79,7 @@ type app struct {
 	layout     string
 	s3Lock     string
 	verifyOpts ccsync.VerifyOptions
+	follow     ccsync.Follow
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -316,6 +317,7 @@ func (a *app) pullCmd() *cobra.Command {
 	f.Var(ccsync.NewCount(&a.pullOpts.MultiThreadStreams, ccsync.DefaultMultiThreadStreams), "multi-thread-streams", "connections that fetch one large artifact in parallel byte ranges, into a directory (1: off)")
 	f.Var(ccsync.NewSize(&a.pullOpts.MultiThreadCutoff, "64M"), "multi-thread-cutoff", "artifacts of this size or more are fetched over --multi-thread-streams connections (K, M, G: binary units)")
 	f.Var(ccsync.NewDuration(&a.api.IdleTimeout, "60s"), "idle-timeout", "abandon and retry a transfer or API call that receives no bytes for this long")
+	ccsync.FollowFlags(f, &a.follow)
 	a.apiRetryFlag(cmd)
 	a.s3Flags(cmd)
 	return cmd
@@ -444,6 +446,7 @@ func (a *app) pull(ctx context.Context, args []string) (*ccsync.Run, error) {
 		}
 		return ccsync.NewLogProgress(a.log, 5*time.Second)
 	}}
+	ro.Follow, ro.Follow.Self = a.follow, a.getenv("CIRCLE_WORKFLOW_JOB_ID")
 	api, report := ccsync.ChooseAPI(ccsync.LimitAPI(client, 8), a.apiVersion, a.log)
 	defer report()
 	a.projects.Since = a.sel.Since // --org finds the projects built in the window

@@ -355,6 +355,9 @@ type RunOptions struct {
 	// NewProgress returns the display of one project's transfers; nil (or
 	// a nil Progress) means none.
 	NewProgress func() Progress
+	// Follow, when on, pulls one project's workflow or pipeline again as
+	// its jobs finish (pull --follow).
+	Follow Follow
 }
 
 // ProjectSummary is one project's part of a run over several.
@@ -387,6 +390,9 @@ func PullProjects(ctx context.Context, api API, dl Downloader, org OrgAPI, p *Pr
 	start := time.Now()
 	run := &Run{Several: p.Several(), Destination: dest.To, single: &Summary{DryRun: opts.DryRun, Failures: []Failure{}}}
 	defer func() { run.Elapsed = time.Since(start) }()
+	if err := ro.Follow.check(p, sel, opts.DryRun); err != nil {
+		return run, err
+	}
 	slugs, err := p.Resolve(ctx, org, opts.Log)
 	if err != nil {
 		return run, err
@@ -395,7 +401,12 @@ func PullProjects(ctx context.Context, api API, dl Downloader, org OrgAPI, p *Pr
 		if len(slugs) == 0 {
 			return run, nil
 		}
-		run.single, err = pullOne(ctx, api, dl, slugs[0], sel, dest, opts, ro)
+		pull := func(s *Selection) (*Summary, error) { return pullOne(ctx, api, dl, slugs[0], s, dest, opts, ro) }
+		if ro.Follow.On {
+			run.single, err = ro.Follow.follow(ctx, api, slugs[0], sel, opts.Log, pull)
+		} else {
+			run.single, err = pull(sel)
+		}
 		if err == nil {
 			err = run.single.Err()
 		}

@@ -57,6 +57,9 @@ type Selection struct {
 	// finished, when set, says which workflows and jobs an earlier run
 	// finished for good: they are not listed again (see finished).
 	finished finishedChecker
+	// quietSkips logs the jobs passed over at debug level: a round of
+	// --follow after the first, which reports what it waits for itself.
+	quietSkips bool
 }
 
 // Validate checks the globs and the combination of selection flags.
@@ -348,7 +351,11 @@ func (r *resolver) skip(s Skipped) {
 	r.mu.Lock()
 	r.skipped = append(r.skipped, s)
 	r.mu.Unlock()
-	r.log.Warn("job passed over", "project", s.Project, "job", s.JobNumber, "job_name", s.JobName, "status", s.Status)
+	level := slog.LevelWarn
+	if r.sel.quietSkips {
+		level = slog.LevelDebug
+	}
+	r.log.Log(context.Background(), level, "job passed over", "project", s.Project, "job", s.JobNumber, "job_name", s.JobName, "status", s.Status)
 }
 
 // pipelineCache fetches each pipeline once however many selected jobs share it.

@@ -5,7 +5,7 @@
 #
 # Environment: PARAM_TO, PARAM_PROJECT, PARAM_SELECTION, PARAM_INCLUDE,
 # PARAM_EXCLUDE, PARAM_LAYOUT, PARAM_TOKEN (the NAME of the variable holding
-# the token) and PARAM_EXTRA_ARGS.
+# the token), PARAM_FOLLOW (true or false) and PARAM_EXTRA_ARGS.
 set -euo pipefail
 
 die() {
@@ -122,10 +122,21 @@ project=$(expand "${PARAM_PROJECT:-}")
 if [ -n "$project" ]; then args+=("$project"); fi
 words "${PARAM_SELECTION:-}"
 args+=(${WORDS[@]+"${WORDS[@]}"})
+# follow applies to a workflow or pipeline selection, the only ones --follow
+# takes; any other selection is pulled once.
+follow=0
+if [ "${PARAM_FOLLOW:-}" = true ] || [ "${PARAM_FOLLOW:-}" = 1 ]; then
+  for w in ${WORDS[@]+"${WORDS[@]}"}; do
+    case "$w" in
+      --workflow | --workflow=* | --pipeline | --pipeline=* | --pipeline-number | --pipeline-number=*) follow=1 ;;
+    esac
+  done
+fi
 args+=(--to "$(expand "$PARAM_TO")")
 if [ -n "${PARAM_LAYOUT:-}" ]; then args+=(--layout "$PARAM_LAYOUT"); fi
 if [ -n "${PARAM_INCLUDE:-}" ]; then args+=(--include "$PARAM_INCLUDE"); fi
 if [ -n "${PARAM_EXCLUDE:-}" ]; then args+=(--exclude "$PARAM_EXCLUDE"); fi
+if [ "$follow" = 1 ]; then args+=(--follow); fi
 words "${PARAM_EXTRA_ARGS:-}"
 args+=(${WORDS[@]+"${WORDS[@]}"})
 

@@ -122,7 +122,9 @@ func TestAPIAutoMovesToV3(t *testing.T) {
 		srv.RetireV2Artifacts(410)
 		for _, api := range []string{"auto", "v3"} {
 			srv.ResetStats()
-			r = runTool(t, d.env, time.Minute, d.pull("--branch", "main", "--api", api)...)
+			// --verify lists every job again: the first run marked them
+			// finished, and a rerun would otherwise list nothing at all.
+			r = runTool(t, d.env, time.Minute, d.pull("--branch", "main", "--api", api, "--verify")...)
 			wantCode(t, r, 0)
 			if n := srv.DownloadTotals().Started; n != 0 || srv.Requests("v3-artifacts") == 0 || !strings.Contains(r.stdout, "5 artifacts: 0 transferred") {
 				t.Errorf("--api %s after v2: %d downloads, %d v3 listings:\n%s", api, n, srv.Requests("v3-artifacts"), r.stdout)
@@ -209,8 +211,15 @@ func TestDeprecationReportedOnce(t *testing.T) {
 		"artifacts": {Deprecation: "@1767225600", Sunset: "Wed, 01 Mar 2028 00:00:00 GMT", Link: `<https://circleci.com/changelog/v2-artifacts>; rel="sunset"`},
 		"jobs":      {Deprecation: "true"},
 	}})
-	d := localDest(t, srv)
-	for _, args := range [][]string{d.pull("--branch", "main"), d.pull("--branch", "main", "-q"), {"list", slugArg, "--branch", "main"}} {
+	// A new destination for each pull: a rerun into the same one would
+	// pass over the jobs the first marked finished, and list no artifacts.
+	for _, args := range []func(d dest) []string{
+		func(d dest) []string { return d.pull("--branch", "main") },
+		func(d dest) []string { return d.pull("--branch", "main", "-q") },
+		func(dest) []string { return []string{"list", slugArg, "--branch", "main"} },
+	} {
+		d := localDest(t, srv)
+		args := args(d)
 		r := runTool(t, d.env, time.Minute, args...)
 		wantCode(t, r, 0)
 		art := "CircleCI marks GET /api/v2/project/{project-slug}/{number}/artifacts as deprecated since 2026-01-01, for removal on 2028-03-01 (see <https://circleci.com/changelog/v2-artifacts>; rel=\\\"sunset\\\")"

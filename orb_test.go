@@ -854,3 +854,32 @@ func TestOrbScriptsPassShellcheck(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallScriptInstallsWhatReleaseBuilds: the orb's install script
+// against the archives and SHA256SUMS that .ci/release itself writes (the
+// image among them, which the script must not mind), served on loopback as
+// GitHub serves release assets: it installs the binary, which says the
+// release's version.
+func TestInstallScriptInstallsWhatReleaseBuilds(t *testing.T) {
+	out := release(t) // skips off linux and with -short
+	assets := readTree(t, out)
+	if _, ok := assets["SHA256SUMS"]; !ok {
+		t.Fatalf(".ci/release wrote no SHA256SUMS: %v", slices.Collect(maps.Keys(assets)))
+	}
+	srv := releaseServer(t, releaseVersion, assets)
+	dir := filepath.Join(t.TempDir(), "bin")
+	cmd := exec.Command("bash", filepath.Join(orbSource, "scripts", "install.sh"))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "ARTIFACT_SYNC_RELEASES_URL=" + srv.URL,
+		"PARAM_VERSION=latest", "PARAM_INSTALL_PATH=" + dir}
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, b)
+	}
+	got, err := exec.Command(filepath.Join(dir, "artifact-sync"), "version").Output()
+	if err != nil || !strings.HasPrefix(string(got), "artifact-sync "+releaseVersion+" ") {
+		t.Errorf("the installed binary says %q (%v), want artifact-sync %s", got, err, releaseVersion)
+	}
+	if !strings.Contains(string(b), "Checksum of artifact-sync_"+releaseVersion+"_linux_") {
+		t.Errorf("the install does not say it checked the archive against SHA256SUMS:\n%s", b)
+	}
+}

@@ -390,6 +390,10 @@ func TestOrbChecksCatchBrokenOrbs(t *testing.T) {
 		{"examples/nightly-organisation-backup.yml", "artifact-sync/pull:", "artifact-sync/pul:"},
 		{"examples/nightly-organisation-backup.yml", "      parallelism: 4", "      paralelism: 4"},
 		{"jobs/archive.yml", "      when: <<parameters.when>>", "      wen: <<parameters.when>>"},
+		{"jobs/archive.yml", "            version: <<parameters.version>>", "            versoin: <<parameters.version>>"},
+		{"executors/image.yml", "    user: \"65532\"", "    user: 65532"},
+		{"examples/archive-workflow-to-s3.yml", "              tag: \"1\"", "              tga: \"1\""},
+		{"examples/archive-workflow-to-s3.yml", "artifact-sync/image", "artifact-sync/imag"},
 	} {
 		t.Run(c.file+" "+strings.TrimSpace(c.new), func(t *testing.T) {
 			src, err := os.ReadFile(filepath.Join(orbSource, c.file))

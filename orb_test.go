@@ -212,7 +212,8 @@ var invocationKeys = []string{"requires", "context", "name", "filters", "matrix"
 // values. A misspelt parameter such as "too:" fails here.
 func orbUsesProblems(config any, orb map[string]any, inside bool) []string {
 	var problems []string
-	check := func(section, ref string, args any) {
+	var check func(section, ref string, args any)
+	check = func(section, ref string, args any) {
 		name, ok := strings.CutPrefix(ref, orbName+"/")
 		if !ok && !inside {
 			return
@@ -231,8 +232,19 @@ func orbUsesProblems(config any, orb map[string]any, inside bool) []string {
 			p, declared := params[k]
 			switch {
 			case !declared && section == "jobs" && slices.Contains(invocationKeys, k):
+			case !declared && section == "executors" && k == "name":
 			case !declared:
 				problems = append(problems, fmt.Sprintf("%s %s has no parameter %q", strings.TrimSuffix(section, "s"), ref, k))
+			case at(p, "type") == "executor":
+				switch e := v.(type) {
+				case string:
+					if !parameterRef.MatchString(e) {
+						check("executors", e, nil)
+					}
+				case map[string]any:
+					name, _ := e["name"].(string)
+					check("executors", name, e)
+				}
 			case at(p, "type") == "enum" && !parameterRef.MatchString(fmt.Sprint(v)):
 				if enum, _ := at(p, "enum").([]any); !slices.Contains(enum, any(fmt.Sprint(v))) {
 					problems = append(problems, fmt.Sprintf("%s %s: %s is %v, not one of %v", strings.TrimSuffix(section, "s"), ref, k, v, at(p, "enum")))
@@ -247,7 +259,8 @@ func orbUsesProblems(config any, orb map[string]any, inside bool) []string {
 			}
 		}
 	}
-	steps := func(list any) {
+	var steps func(list any)
+	steps = func(list any) {
 		ss, _ := list.([]any)
 		for _, s := range ss {
 			switch s := s.(type) {
@@ -257,7 +270,9 @@ func orbUsesProblems(config any, orb map[string]any, inside bool) []string {
 				}
 			case map[string]any:
 				for ref, args := range s {
-					if _, builtin := builtinSteps[ref]; !builtin {
+					if ref == "when" || ref == "unless" {
+						steps(at(args, "steps")) // the steps of a condition are invocations too
+					} else if _, builtin := builtinSteps[ref]; !builtin {
 						check("commands", ref, args)
 					}
 				}
@@ -326,7 +341,7 @@ func TestOrbMatchesTheConfigSchema(t *testing.T) {
 		}
 	}
 	orb := packOrb(t)
-	for _, want := range []string{"commands.install", "commands.pull", "jobs.archive", "executors.default",
+	for _, want := range []string{"commands.install", "commands.pull", "jobs.archive", "executors.default", "executors.image",
 		"examples.archive-workflow-to-s3", "examples.nightly-organisation-backup"} {
 		section, name, _ := strings.Cut(want, ".")
 		if at(orb, section, name) == nil {
@@ -375,6 +390,10 @@ func TestOrbChecksCatchBrokenOrbs(t *testing.T) {
 		{"examples/nightly-organisation-backup.yml", "artifact-sync/pull:", "artifact-sync/pul:"},
 		{"examples/nightly-organisation-backup.yml", "      parallelism: 4", "      paralelism: 4"},
 		{"jobs/archive.yml", "      when: <<parameters.when>>", "      wen: <<parameters.when>>"},
+		{"jobs/archive.yml", "            version: <<parameters.version>>", "            versoin: <<parameters.version>>"},
+		{"executors/image.yml", "    user: \"65532\"", "    user: 65532"},
+		{"examples/archive-workflow-to-s3.yml", "              tag: \"1\"", "              tga: \"1\""},
+		{"examples/archive-workflow-to-s3.yml", "artifact-sync/image", "artifact-sync/imag"},
 	} {
 		t.Run(c.file+" "+strings.TrimSpace(c.new), func(t *testing.T) {
 			src, err := os.ReadFile(filepath.Join(orbSource, c.file))

@@ -279,6 +279,7 @@ func TestReleaseImage(t *testing.T) {
 		t.Errorf("the image has no CA certificates")
 	}
 	exe := rootfs["usr/local/bin/artifact-sync"]
+	shellRunsTheTool(t, img)
 	if v, err := runBinary(t, exe, nil, "version"); err != nil || !strings.HasPrefix(v, "artifact-sync "+releaseVersion+" ") {
 		t.Errorf("the image's artifact-sync version: %v %q", err, v)
 	}
@@ -297,6 +298,52 @@ func TestReleaseImage(t *testing.T) {
 	})
 	if len(got) != 1 {
 		t.Errorf("the image's artifact-sync pull did not write the newest pipeline's coverage/index.html to %s", dest)
+	}
+}
+
+// shellRunsTheTool: the image carries a shell, so it can be a CircleCI
+// executor: /bin/sh is busybox's, and that shell, extracted as the image
+// has it, runs the tool on the image's PATH; /bin/bash runs too, for the
+// orb's scripts.
+func shellRunsTheTool(t *testing.T, img v1.Image) {
+	t.Helper()
+	root := t.TempDir()
+	tr := tar.NewReader(ggmutate.Extract(img))
+	links := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, filepath.FromSlash(h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(p, 0o755)
+		case tar.TypeSymlink:
+			links[h.Name] = h.Linkname
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				t.Fatal(err)
+			}
+		case tar.TypeReg:
+			b, _ := io.ReadAll(tr)
+			if err := os.WriteFile(p, b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if links["bin/sh"] != "busybox" {
+		t.Fatalf("the image's /bin/sh is not a link to busybox (%q): it has no shell to be a CircleCI executor", links["bin/sh"])
+	}
+	for _, sh := range []string{"bin/sh", "bin/bash"} {
+		cmd := exec.Command(filepath.Join(root, sh), "-c", "artifact-sync version")
+		cmd.Env = []string{"PATH=" + filepath.Join(root, "usr/local/bin") + ":" + filepath.Join(root, "bin")}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "artifact-sync "+releaseVersion+" ") {
+			t.Errorf("the image's /%s -c 'artifact-sync version': %v %q", sh, err, out)
+		}
 	}
 }
 

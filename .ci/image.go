@@ -13,15 +13,24 @@
 // Every timestamp comes from --created, so one commit gives one image
 // digest.
 //
+// The shell makes the image usable as a CircleCI executor, which runs a
+// job's steps through a shell in the primary container: Debian's static
+// busybox (busybox-static) at /bin/busybox with sh, mkdir, cat, ls, tar,
+// gzip and env linked to it, and Debian's static bash (bash-static) at
+// /bin/bash for the orb's scripts. Both come from the build machine, as the
+// CA bundle does, so the image is reproducible as far as the build machine's
+// packages are; each goes only into the image of its own architecture.
+//
 // Usage: go run .ci/image.go --binary linux/amd64=PATH [--binary linux/arm64=PATH]
 //
 //	--version V --revision SHA --source URL --created UNIX-TIME
-//	[--ca-certs FILE] OUTDIR
+//	[--ca-certs FILE] [--busybox FILE] [--bash FILE] OUTDIR
 package main
 
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,14 +76,42 @@ func main() {
 	source := flag.String("source", "", "the repository URL, for the org.opencontainers.image.source label")
 	created := flag.String("created", "", "the commit time in Unix seconds, the date of every file and of the image")
 	caCerts := flag.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "the CA certificates the image trusts (Debian's and Ubuntu's bundle by default)")
+	busybox := flag.String("busybox", "/bin/busybox", "a static busybox, the image's /bin/sh (Debian's busybox-static by default)")
+	bash := flag.String("bash", "/bin/bash-static", "a static bash, the image's /bin/bash (Debian's bash-static by default)")
 	flag.Parse()
-	if err := build(bins, *version, *revision, *source, *created, *caCerts, flag.Args()); err != nil {
+	if err := build(bins, *version, *revision, *source, *created, *caCerts, shell{*busybox, *bash}, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
 }
 
-func build(bins binaries, version, revision, source, created, caCerts string, args []string) error {
+// shell names the static busybox and bash the images carry.
+type shell struct{ busybox, bash string }
+
+// elfArch maps an ELF machine to the Go architecture of the image it suits.
+var elfArch = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64"}
+
+// load reads a static executable and says which architecture it runs on, so
+// a build machine's busybox goes only into the image of its architecture.
+func load(path, pkg string) (exe []byte, arch string, err error) {
+	exe, err = os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the image's shell: %w (install %s, or give its path)", err, pkg)
+	}
+	f, err := elf.NewFile(bytes.NewReader(exe))
+	if err != nil {
+		return nil, "", fmt.Errorf("%s is not a Linux executable: give %s's static binary", path, pkg)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return nil, "", fmt.Errorf("%s is linked dynamically and would not run on the empty base: give %s's static binary", path, pkg)
+		}
+	}
+	return exe, elfArch[f.Machine], nil
+}
+
+func build(bins binaries, version, revision, source, created, caCerts string, sh shell, args []string) error {
 	if len(bins) == 0 || version == "" || revision == "" || source == "" || len(args) != 1 {
 		return errors.New("usage: go run .ci/image.go --binary linux/ARCH=PATH... --version V --revision SHA --source URL --created UNIX-TIME OUTDIR")
 	}
@@ -86,6 +123,14 @@ func build(bins binaries, version, revision, source, created, caCerts string, ar
 	certs, err := os.ReadFile(caCerts)
 	if err != nil {
 		return fmt.Errorf("reading the CA certificates: %w (install ca-certificates, or give --ca-certs FILE)", err)
+	}
+	busybox, busyboxArch, err := load(sh.busybox, "busybox-static")
+	if err != nil {
+		return err
+	}
+	bash, bashArch, err := load(sh.bash, "bash-static")
+	if err != nil {
+		return err
 	}
 	labels := map[string]string{
 		"org.opencontainers.image.title":       "artifact-sync",
@@ -102,7 +147,13 @@ func build(bins binaries, version, revision, source, created, caCerts string, ar
 			return err
 		}
 		arch := strings.TrimPrefix(platform, "linux/")
-		img, err := image(exe, certs, arch, when, labels)
+		tools := map[string][]byte{}
+		if arch == busyboxArch && arch == bashArch {
+			tools["bin/busybox"], tools["bin/bash"] = busybox, bash
+		} else {
+			fmt.Fprintf(os.Stderr, "image: %s has no shell: the build machine's busybox and bash are for %s\n", platform, busyboxArch)
+		}
+		img, err := image(exe, certs, tools, arch, when, labels)
 		if err != nil {
 			return fmt.Errorf("%s: %w", platform, err)
 		}
@@ -124,10 +175,10 @@ func build(bins binaries, version, revision, source, created, caCerts string, ar
 	return p.AppendIndex(idx, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": version}))
 }
 
-// image is the binary, the certificates and the user in one layer on an
-// empty base, run as that user.
-func image(exe, certs []byte, arch string, when time.Time, labels map[string]string) (v1.Image, error) {
-	files, err := rootfs(exe, certs, when)
+// image is the binary, the certificates, the user and the shell (tools, by
+// path; none when empty) in one layer on an empty base, run as that user.
+func image(exe, certs []byte, tools map[string][]byte, arch string, when time.Time, labels map[string]string) (v1.Image, error) {
+	files, err := rootfs(exe, certs, tools, when)
 	if err != nil {
 		return nil, err
 	}
@@ -163,38 +214,59 @@ func image(exe, certs []byte, arch string, when time.Time, labels map[string]str
 	return mutate.ConfigFile(img, cfg)
 }
 
+// applets are the busybox commands linked in /bin: the shell CircleCI runs
+// steps with, and the few commands a step or the agent commonly calls.
+var applets = []string{"cat", "env", "gzip", "ls", "mkdir", "sh", "tar"}
+
+// entry is one file of the layer: a directory when contents is nil and link
+// empty, a symbolic link to link when that is set.
+type entry struct {
+	name     string
+	mode     int64
+	owner    int
+	contents []byte
+	link     string
+}
+
 // rootfs is the layer's tar: its entries in order, every one dated when,
 // owned by root but for the user's home.
-func rootfs(exe, certs []byte, when time.Time) ([]byte, error) {
+func rootfs(exe, certs []byte, tools map[string][]byte, when time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", uid, uid)
 	group := fmt.Sprintf("root:x:0:\nnonroot:x:%d:\n", uid)
-	entries := []struct {
-		name     string
-		mode     int64
-		owner    int
-		contents []byte // nil: a directory
-	}{
-		{"etc/", 0o755, 0, nil},
-		{"etc/group", 0o644, 0, []byte(group)},
-		{"etc/passwd", 0o644, 0, []byte(passwd)},
-		{"etc/ssl/", 0o755, 0, nil},
-		{"etc/ssl/certs/", 0o755, 0, nil},
-		{"etc/ssl/certs/ca-certificates.crt", 0o644, 0, certs},
-		{"home/", 0o755, 0, nil},
-		{"home/nonroot/", 0o700, uid, nil},
-		{"tmp/", 0o1777, 0, nil},
-		{"usr/", 0o755, 0, nil},
-		{"usr/local/", 0o755, 0, nil},
-		{"usr/local/bin/", 0o755, 0, nil},
-		{"usr/local/bin/artifact-sync", 0o755, 0, exe},
+	var entries []entry
+	if tools["bin/busybox"] != nil {
+		entries = append(entries, entry{"bin/", 0o755, 0, nil, ""},
+			entry{"bin/bash", 0o755, 0, tools["bin/bash"], ""},
+			entry{"bin/busybox", 0o755, 0, tools["bin/busybox"], ""})
+		for _, a := range applets {
+			entries = append(entries, entry{"bin/" + a, 0o777, 0, nil, "busybox"})
+		}
 	}
+	entries = append(entries,
+		entry{"etc/", 0o755, 0, nil, ""},
+		entry{"etc/group", 0o644, 0, []byte(group), ""},
+		entry{"etc/passwd", 0o644, 0, []byte(passwd), ""},
+		entry{"etc/ssl/", 0o755, 0, nil, ""},
+		entry{"etc/ssl/certs/", 0o755, 0, nil, ""},
+		entry{"etc/ssl/certs/ca-certificates.crt", 0o644, 0, certs, ""},
+		entry{"home/", 0o755, 0, nil, ""},
+		entry{"home/nonroot/", 0o700, uid, nil, ""},
+		entry{"tmp/", 0o1777, 0, nil, ""},
+		entry{"usr/", 0o755, 0, nil, ""},
+		entry{"usr/local/", 0o755, 0, nil, ""},
+		entry{"usr/local/bin/", 0o755, 0, nil, ""},
+		entry{"usr/local/bin/artifact-sync", 0o755, 0, exe, ""},
+	)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.owner, Gid: e.owner, ModTime: when, Format: tar.FormatUSTAR}
-		if e.contents == nil {
+		switch {
+		case e.link != "":
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.link
+		case e.contents == nil:
 			h.Typeflag = tar.TypeDir
-		} else {
+		default:
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.contents))
 		}
 		if err := tw.WriteHeader(h); err != nil {

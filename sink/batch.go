@@ -150,14 +150,19 @@ func (l *Local) Sync(ctx context.Context) error {
 	defer b.syncing.Unlock()
 	b.mu.Lock()
 	placed, n := b.placed, len(b.keys)
+	// Nothing placed since the last Sync may still leave folders to flush:
+	// those a failed Sync kept. Returning without them would drop them
+	// untried, and the names they hold would stay at the mercy of a power
+	// cut while the files placed below them later are recorded.
+	if placed == b.synced && len(b.dirs) == 0 {
+		b.mu.Unlock()
+		return nil
+	}
 	files, dirs := b.files, b.dirs
 	if b.mode == batchFsync {
 		b.files, b.dirs = nil, map[string]bool{}
 	}
 	b.mu.Unlock()
-	if placed == b.synced {
-		return nil
-	}
 	var err error
 	switch b.mode {
 	case batchSyncfs:

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	stdsync "sync"
@@ -103,5 +104,60 @@ func TestLocalBatchLeavesFsyncsToSync(t *testing.T) {
 	synced = nil
 	if err := l.Sync(t.Context()); err != nil || len(synced) != 0 {
 		t.Errorf("a second Sync with nothing placed synced %q (%v)", synced, err)
+	}
+}
+
+// A Sync that fails keeps its folders for the next one, and that next Sync
+// flushes them even when nothing was placed since: a flush of the
+// manifest's removals alone (after a failed flush) calls Sync with nothing
+// new, and returning at once dropped the folders untried. Files placed
+// later into their subfolders then became durable in folders whose own
+// names never were, and a power cut took files the manifest recorded.
+func TestLocalFailedSyncKeepsItsFoldersUntilOneSucceeds(t *testing.T) {
+	t.Setenv("ARTIFACT_SYNC_BATCH_SYNC", "fsync")
+	l, err := NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Batch() {
+		t.Fatal("no batch")
+	}
+	put := func(key string) {
+		t.Helper()
+		if _, err := l.Put(t.Context(), key, strings.NewReader(key), PutOptions{Size: int64(len(key))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("0/first") // the state folders, made durable at once
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var mu stdsync.Mutex
+	var synced []string
+	l.onSyncDir = func(rel string) {
+		mu.Lock()
+		synced = append(synced, rel)
+		mu.Unlock()
+	}
+	put("1/0/dist/a.bin")
+	l.onSync = func(error) error { return errors.New("injected flush failure") }
+	if err := l.Sync(t.Context()); err == nil {
+		t.Fatal("the injected failure was not reported")
+	}
+	l.onSync = nil
+	mu.Lock()
+	synced = nil
+	mu.Unlock()
+	// Nothing placed since the failure: the folders must still be flushed.
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := slices.Clone(synced)
+	mu.Unlock()
+	for _, want := range []string{"", "1", "1/0", "1/0/dist"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("the Sync after a failed one flushed folders %q, not %q: its name may be lost in a power cut", got, want)
+		}
 	}
 }

@@ -775,6 +775,29 @@ func decodePage[T any](r io.Reader, each func(T)) (string, error) {
 	return next, err
 }
 
+// decodeArray decodes the array that is the value of field, one element at
+// a time, handing each to each; null is an empty array.
+func decodeArray[T any](dec *json.Decoder, field string, each func(T)) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return fmt.Errorf("%s is %v, not an array", field, tok)
+	}
+	for dec.More() {
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		each(v)
+	}
+	return expectDelim(dec, ']')
+}
+
 func decodeEnvelope[T any](dec *json.Decoder, each func(T)) (next string, err error) {
 	if err := expectDelim(dec, '{'); err != nil {
 		return "", err
@@ -787,24 +810,7 @@ func decodeEnvelope[T any](dec *json.Decoder, each func(T)) (next string, err er
 		key, _ := tok.(string)
 		switch key {
 		case "items":
-			tok, err := dec.Token()
-			if err != nil {
-				return "", err
-			}
-			if tok == nil { // "items": null
-				continue
-			}
-			if d, ok := tok.(json.Delim); !ok || d != '[' {
-				return "", fmt.Errorf("items is %v, not an array", tok)
-			}
-			for dec.More() {
-				var v T
-				if err := dec.Decode(&v); err != nil {
-					return "", err
-				}
-				each(v)
-			}
-			if err := expectDelim(dec, ']'); err != nil {
+			if err := decodeArray(dec, key, each); err != nil {
 				return "", err
 			}
 		case "next_page_token":

@@ -132,24 +132,7 @@ func decodeV3Page(r io.Reader, each func(v3Artifact)) (next string, err error) {
 		key, _ := tok.(string)
 		switch key {
 		case "data":
-			tok, err := dec.Token()
-			if err != nil {
-				return "", err
-			}
-			if tok == nil {
-				continue
-			}
-			if d, ok := tok.(json.Delim); !ok || d != '[' {
-				return "", fmt.Errorf("data is %v, not an array", tok)
-			}
-			for dec.More() {
-				var v v3Artifact
-				if err := dec.Decode(&v); err != nil {
-					return "", err
-				}
-				each(v)
-			}
-			if err := expectDelim(dec, ']'); err != nil {
+			if err := decodeArray(dec, key, each); err != nil {
 				return "", err
 			}
 		case "page":

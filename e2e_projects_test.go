@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -322,25 +321,7 @@ func TestProjectsFrom(t *testing.T) {
 // startToolStdin is startTool with stdin.
 func startToolStdin(t *testing.T, env []string, stdin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, args: args, done: make(chan struct{})}
-	p.cmd = exec.Command(toolPath, args...)
-	p.cmd.Env = env
-	p.cmd.Stdin = strings.NewReader(stdin)
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.start = time.Now()
-	go func() {
-		p.cmd.Wait()
-		p.elapsed = time.Since(p.start)
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return startToolWith(t, env, strings.NewReader(stdin), args...)
 }
 
 // orgWorld is ten projects of gh/acme, one of gh/other.

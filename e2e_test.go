@@ -93,9 +93,16 @@ type proc struct {
 
 func startTool(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startToolWith(t, env, nil, args...)
+}
+
+// startToolWith starts the tool with stdin (nil: none).
+func startToolWith(t *testing.T, env []string, stdin io.Reader, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, args: args, done: make(chan struct{})}
 	p.cmd = exec.Command(toolPath, args...)
 	p.cmd.Env = env
+	p.cmd.Stdin = stdin
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
